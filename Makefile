@@ -1,0 +1,70 @@
+# calsync - the verbs. `make dev` runs the whole stack on loopback; `make test` runs every test.
+# Everything is installed into caches this Makefile owns (nothing by hand, nothing as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CACHE ?= $(HOME)/.cache/calsync
+VENV ?= $(CACHE)/venv
+# Build output is shared by every clone on this machine; a clean build also works.
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export MOTO_SERVER := $(VENV)/bin/moto_server
+export PATH := $(VENV)/bin:$(PATH)
+
+REQUIREMENTS_HASH := $(shell sha256sum infra/requirements.txt | cut -c1-16)
+VENV_STAMP := $(VENV)/.calsync-$(REQUIREMENTS_HASH)
+
+AWS_PORT ?= 4566
+LAMBDA_PORT ?= 9000
+API_PORT ?= 3000
+export AWS_PORT LAMBDA_PORT API_PORT
+
+.PHONY: help venv dev seed test lint fmt bench build deploy clean
+
+help:
+	@echo "make dev    - run the stack on 127.0.0.1 (API on :$(API_PORT)); Ctrl-C stops it"
+	@echo "make seed   - load sample data into the running stack"
+	@echo "make test   - every test (cfn-lint, unit, integration against the AWS emulator)"
+	@echo "make lint   - clippy -D warnings, rustfmt --check, cfn-lint"
+	@echo "make bench  - benchmarks; figures go to docs/benchmarks.md"
+	@echo "make build  - release Lambda binaries with cargo-lambda"
+	@echo "make deploy - sam build && sam deploy --guided"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): infra/requirements.txt
+	@echo "Installing the local stack's Python tools into $(VENV)"
+	rm -rf "$(VENV)"
+	python3 -m venv "$(VENV)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch "$@"
+
+dev: venv
+	infra/dev.sh
+
+seed: venv
+	cargo run --quiet -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)
+
+test: venv
+	cfn-lint template.yaml
+	cargo test --workspace --all-targets
+
+lint: venv
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cfn-lint template.yaml
+
+fmt:
+	cargo fmt --all
+
+bench: venv
+	cargo run --release -p calsync --example bench
+
+build: venv
+	cargo lambda build --release --workspace
+
+deploy:
+	sam build && sam deploy --guided
+
+clean:
+	rm -rf .dev

@@ -1,0 +1,30 @@
+//! `provision --endpoint URL [--template template.yaml] [--prefix calsync-dev-]`
+//! Creates template.yaml's resources in the emulator and prints the functions' environment as
+//! `KEY=value` lines (for `cargo lambda watch --env-file`).
+
+use std::path::PathBuf;
+
+use calsync_devstack::{local_sdk_config, provision::provision, template::Template};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let endpoint = arg(&args, "--endpoint").ok_or("--endpoint URL is required")?;
+    let template =
+        PathBuf::from(arg(&args, "--template").unwrap_or_else(|| "template.yaml".into()));
+    let prefix = arg(&args, "--prefix").unwrap_or_else(|| "calsync-dev-".into());
+    let template = Template::load(&template)?;
+    let sdk = local_sdk_config(&endpoint).await;
+    let provisioned = provision(&sdk, &template, &prefix).await?;
+    for (key, value) in &provisioned.environment {
+        println!("{key}={value}");
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Registration, login, logout, the profile and the audit log.
+
+use chrono::{DateTime, Duration, Utc};
+use http::StatusCode;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::input::{self, json_body, query_number};
+use super::{ApiRequest, ApiResponse, App};
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::model::{AuditEntry, AuditStatus, Session, User};
+use crate::store::{Registration, Store};
+
+const MIN_PASSWORD: usize = 10;
+/// Argon2 accepts any length, but hashing megabytes on request would be a denial of service.
+const MAX_PASSWORD: usize = 1024;
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// At least 10 characters.
+    pub password: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDto {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDto {
+    /// Send as `Authorization: Bearer <token>`. Shown once; only its hash is stored.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: UserDto,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntryDto {
+    pub id: String,
+    pub action: String,
+    pub resource_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    pub status: AuditStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPageDto {
+    pub entries: Vec<AuditEntryDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn password(raw: &str) -> ApiResult<&str> {
+    let len = raw.chars().count();
+    if len < MIN_PASSWORD {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            format!("password must be at least {MIN_PASSWORD} characters"),
+        ));
+    }
+    if raw.len() > MAX_PASSWORD {
+        return Err(ApiError::bad_request(
+            "field_too_long",
+            format!("password may be at most {MAX_PASSWORD} bytes"),
+        ));
+    }
+    Ok(raw)
+}
+
+pub async fn register(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let body: RegisterRequest = json_body(req)?;
+    let email = input::email(&body.email, "email")?;
+    let password = password(&body.password)?;
+    let user = User {
+        id: ids::new_id(),
+        email,
+        password_hash: auth::hash_password(password)?,
+        first_name: input::required_text(&body.first_name, "firstName", 100)?,
+        last_name: input::required_text(&body.last_name, "lastName", 100)?,
+        created_at: Store::now(),
+    };
+    let audit = AuditEntry::new(&user.id, "USER_REGISTERED", "USER", Some(&user.id));
+    match app.store.create_user(&user, &audit).await? {
+        Registration::Created => {}
+        Registration::EmailTaken => {
+            return Err(ApiError::conflict(
+                "email_taken",
+                "an account with this e-mail already exists",
+            ))
+        }
+    }
+    let session = start_session(app, &user).await?;
+    ApiResponse::json(StatusCode::CREATED, &session)
+}
+
+pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let body: LoginRequest = json_body(req)?;
+    let invalid = || ApiError::unauthorized("e-mail or password is wrong");
+    let Ok(email) = input::email(&body.email, "email") else {
+        return Err(invalid());
+    };
+    if body.password.len() > MAX_PASSWORD {
+        return Err(invalid());
+    }
+    let Some(user) = app.store.user_by_email(&email).await? else {
+        auth::burn_verification_time(&body.password);
+        return Err(invalid());
+    };
+    if !auth::verify_password(&body.password, &user.password_hash) {
+        let audit = AuditEntry::new(&user.id, "USER_LOGIN_FAILED", "USER", Some(&user.id))
+            .failed("wrong password");
+        app.store.append_audit(&audit).await?;
+        return Err(invalid());
+    }
+    ApiResponse::ok(&start_session(app, &user).await?)
+}
+
+async fn start_session(app: &App, user: &User) -> ApiResult<SessionDto> {
+    let token = ids::new_secret_token();
+    let now = Store::now();
+    let expires_at = now + Duration::days(app.config.session_ttl_days);
+    let session = Session {
+        user_id: user.id.clone(),
+        created_at: now,
+        expires_at: expires_at.timestamp(),
+    };
+    let audit = AuditEntry::new(&user.id, "USER_LOGIN", "SESSION", None);
+    app.store
+        .create_session(&ids::sha256_hex(&token), &session, &audit)
+        .await?;
+    Ok(SessionDto {
+        token,
+        expires_at,
+        user: user.into(),
+    })
+}
+
+pub async fn logout(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let token = auth::bearer_token(req.header("authorization"))?;
+    let audit = AuditEntry::new(&user_id, "USER_LOGOUT", "SESSION", None);
+    match app
+        .store
+        .delete_session(&ids::sha256_hex(token), &audit)
+        .await
+    {
+        // A concurrent logout of the same session already ended it.
+        Ok(()) | Err(crate::store::StoreError::ConditionFailed) => Ok(ApiResponse::no_content()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn me(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let user = app
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("session is invalid or expired"))?;
+    ApiResponse::ok(&UserDto::from(&user))
+}
+
+pub async fn audit_log(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let limit = query_number(req, "limit", 50, 1..=200)?;
+    let after = match req.query.get("cursor") {
+        None => None,
+        Some(cursor) => Some(
+            ids::decode_cursor(cursor)
+                .and_then(|v| v.get("a").and_then(|a| a.as_str()).map(str::to_owned))
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_cursor", "cursor is not one we issued")
+                })?,
+        ),
+    };
+    let page = app
+        .store
+        .audit_log(
+            &user_id,
+            i32::try_from(limit).unwrap_or(50),
+            after.as_deref(),
+        )
+        .await?;
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|e| AuditEntryDto {
+            id: e.id,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            status: e.status,
+            error_message: e.error_message,
+            metadata: e.metadata,
+            created_at: e.created_at,
+        })
+        .collect();
+    let next_cursor = page
+        .next
+        .map(|sk| ids::encode_cursor(&serde_json::json!({ "a": sk })));
+    ApiResponse::ok(&AuditPageDto {
+        entries,
+        next_cursor,
+    })
+}

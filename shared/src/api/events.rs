@@ -1,0 +1,546 @@
+//! Events across all of the user's calendars: range queries (seed pattern 1, with overlap
+//! semantics), and create / change / delete on the user's own calendars, queued for write-back.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use http::StatusCode;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::calendars::visible;
+use super::input::{self, json_body, query_bool, query_number};
+use super::{ApiRequest, ApiResponse, App};
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::model::{
+    Attendee, AuditEntry, Connection, Event, PendingChange, Provider, Reminder, SyncStatus,
+};
+use crate::store::{EventFilter, RangeQuery, Store, StoreError};
+use crate::time::{EventTime, EventTimeDto, TimeRange, MAX_EVENT_DAYS};
+
+const MAX_ATTENDEES: usize = 300;
+const MAX_REMINDERS: usize = 5;
+const MAX_REMINDER_MINUTES: u32 = 40_320;
+const MAX_CALENDAR_FILTER: usize = 50;
+/// Soft-deleted events are purged this long after deletion (seed pattern 7).
+pub const PURGE_AFTER_DAYS: i64 = 30;
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CalendarRefDto {
+    pub id: String,
+    pub name: String,
+    pub color: String,
+    pub provider: Provider,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDto {
+    pub id: String,
+    pub calendar: CalendarRefDto,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub start: EventTimeDto,
+    pub end: EventTimeDto,
+    pub is_all_day: bool,
+    pub attendees: Vec<Attendee>,
+    pub reminders: Vec<Reminder>,
+    pub has_conference: bool,
+    /// Meet / Teams links and other provider extras.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_metadata: Option<serde_json::Value>,
+    pub sync_status: SyncStatus,
+    pub is_recurring: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrence_rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_event_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventListDto {
+    pub events: Vec<EventDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateEventRequest {
+    pub calendar_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    pub start: EventTimeDto,
+    pub end: EventTimeDto,
+    #[serde(default)]
+    pub attendees: Vec<Attendee>,
+    #[serde(default)]
+    pub reminders: Vec<Reminder>,
+}
+
+/// Absent fields stay as they are; `null` clears description and location.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateEventRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default, deserialize_with = "input::nullable")]
+    #[schemars(with = "Option<String>")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "input::nullable")]
+    #[schemars(with = "Option<String>")]
+    pub location: Option<Option<String>>,
+    #[serde(default)]
+    pub start: Option<EventTimeDto>,
+    #[serde(default)]
+    pub end: Option<EventTimeDto>,
+    #[serde(default)]
+    pub attendees: Option<Vec<Attendee>>,
+    #[serde(default)]
+    pub reminders: Option<Vec<Reminder>>,
+}
+
+/// Validated start and end of an event.
+struct Schedule {
+    start: EventTime,
+    end: EventTime,
+    zone: Option<Tz>,
+}
+
+impl Schedule {
+    fn parse(start: &EventTimeDto, end: &EventTimeDto) -> ApiResult<Self> {
+        let (start, start_zone) = EventTime::parse(start, "start")?;
+        let (end, end_zone) = EventTime::parse(end, "end")?;
+        let zone = start_zone.or(end_zone);
+        let schedule = Self { start, end, zone };
+        let (s, e) = (schedule.start_time(), schedule.end_time());
+        match (start, end) {
+            (EventTime::Date(_), EventTime::Date(_))
+            | (EventTime::Instant(_), EventTime::Instant(_)) => {}
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_time",
+                    "start and end must both be dates (all-day) or both date-times",
+                ))
+            }
+        }
+        if e <= s {
+            return Err(ApiError::bad_request(
+                "invalid_range",
+                "end must be after start",
+            ));
+        }
+        if e - s > Duration::days(MAX_EVENT_DAYS) {
+            return Err(ApiError::bad_request(
+                "event_too_long",
+                format!("an event may last at most {MAX_EVENT_DAYS} days"),
+            ));
+        }
+        Ok(schedule)
+    }
+
+    fn of(event: &Event) -> Self {
+        let zone = event.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok());
+        let (start, end) = match (event.start_date, event.end_date) {
+            (Some(s), Some(e)) if event.is_all_day => (EventTime::Date(s), EventTime::Date(e)),
+            _ => (
+                EventTime::Instant(event.start_time),
+                EventTime::Instant(event.end_time),
+            ),
+        };
+        Self { start, end, zone }
+    }
+
+    fn start_time(&self) -> DateTime<Utc> {
+        self.start.to_instant(self.zone)
+    }
+
+    fn end_time(&self) -> DateTime<Utc> {
+        self.end.to_instant(self.zone)
+    }
+
+    fn apply(&self, event: &mut Event) {
+        event.start_time = self.start_time();
+        event.end_time = self.end_time();
+        event.timezone = self.zone.map(|z| z.name().to_owned());
+        (event.is_all_day, event.start_date, event.end_date) = match (self.start, self.end) {
+            (EventTime::Date(s), EventTime::Date(e)) => (true, Some(s), Some(e)),
+            _ => (false, None, None),
+        };
+    }
+}
+
+fn attendees(list: Vec<Attendee>) -> ApiResult<Vec<Attendee>> {
+    if list.len() > MAX_ATTENDEES {
+        return Err(ApiError::bad_request(
+            "too_many_attendees",
+            format!("at most {MAX_ATTENDEES} attendees"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, mut a) in list.into_iter().enumerate() {
+        a.email = input::email(&a.email, &format!("attendees[{i}].email"))?;
+        if let Some(name) = &a.name {
+            a.name = Some(input::optional_text(
+                name,
+                &format!("attendees[{i}].name"),
+                200,
+            )?);
+        }
+        if seen.insert(a.email.clone()) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+fn reminders(list: Vec<Reminder>) -> ApiResult<Vec<Reminder>> {
+    if list.len() > MAX_REMINDERS {
+        return Err(ApiError::bad_request(
+            "too_many_reminders",
+            format!("at most {MAX_REMINDERS} reminders"),
+        ));
+    }
+    if let Some(r) = list.iter().find(|r| r.minutes > MAX_REMINDER_MINUTES) {
+        return Err(ApiError::bad_request(
+            "invalid_reminder",
+            format!(
+                "reminder minutes {} exceed {MAX_REMINDER_MINUTES} (four weeks)",
+                r.minutes
+            ),
+        ));
+    }
+    Ok(list)
+}
+
+fn text(value: Option<String>, field: &str, max: usize) -> ApiResult<Option<String>> {
+    value
+        .map(|v| input::optional_text(&v, field, max))
+        .transpose()
+        .map(|v| v.filter(|t| !t.is_empty()))
+}
+
+fn dto(event: &Event, calendar: &Connection) -> EventDto {
+    let schedule = Schedule::of(event);
+    EventDto {
+        id: event.public_id(),
+        calendar: CalendarRefDto {
+            id: calendar.id.clone(),
+            name: calendar.display_name().to_owned(),
+            color: calendar.calendar_color.clone(),
+            provider: calendar.provider,
+        },
+        title: event.title.clone(),
+        description: event.description.clone(),
+        location: event.location.clone(),
+        start: schedule.start.to_dto(schedule.zone),
+        end: schedule.end.to_dto(schedule.zone),
+        is_all_day: event.is_all_day,
+        attendees: event.attendees.clone(),
+        reminders: event.reminders.clone(),
+        has_conference: event.has_conference,
+        provider_metadata: event.provider_metadata.clone(),
+        sync_status: event.sync_status,
+        is_recurring: event.is_recurring,
+        recurrence_rule: event.recurrence_rule.clone(),
+        parent_event_id: event.parent_event_id.clone(),
+        created_at: event.created_at,
+        updated_at: event.updated_at,
+    }
+}
+
+/// The calendars a range query covers: the live ones, narrowed by `calendarIds`.
+fn queried_calendars(
+    req: &ApiRequest,
+    live: &HashMap<String, Connection>,
+) -> ApiResult<HashSet<String>> {
+    let Some(raw) = req.query.get("calendarIds") else {
+        return Ok(live.keys().cloned().collect());
+    };
+    let ids: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if ids.is_empty() || ids.len() > MAX_CALENDAR_FILTER {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("calendarIds must name 1 to {MAX_CALENDAR_FILTER} calendars"),
+        ));
+    }
+    ids.into_iter()
+        .map(|id| {
+            live.contains_key(id).then(|| id.to_owned()).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("calendar {id:?} not found"),
+                )
+            })
+        })
+        .collect()
+}
+
+pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let range = TimeRange::parse(
+        req.query.get("start").map(String::as_str),
+        req.query.get("end").map(String::as_str),
+    )?;
+    let filter = EventFilter {
+        attendee: req
+            .query
+            .get("attendee")
+            .map(|a| input::email(a, "attendee"))
+            .transpose()?,
+        has_conference: query_bool(req, "hasConference")?,
+    };
+    let limit = query_number(req, "limit", 250, 1..=1000)?;
+    let live: HashMap<String, Connection> = visible(app.store.connections(&user_id).await?)
+        .into_iter()
+        .filter(Connection::is_live)
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    let calendars = queried_calendars(req, &live)?;
+    // A cursor is valid only for the query that issued it.
+    let query_hash = ids::sha256_hex(&format!(
+        "{}|{}|{:?}|{:?}|{:?}",
+        range.start,
+        range.end,
+        req.query.get("calendarIds"),
+        filter.attendee,
+        filter.has_conference
+    ))[..16]
+        .to_owned();
+    let after = match req.query.get("cursor") {
+        None => None,
+        Some(cursor) => {
+            let value = ids::decode_cursor(cursor).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "cursor is not one we issued")
+            })?;
+            if value.get("q").and_then(|q| q.as_str()) != Some(&query_hash) {
+                return Err(ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor belongs to a query with another range or filters",
+                ));
+            }
+            Some(
+                value
+                    .get("k")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_cursor", "cursor is not one we issued")
+                    })?,
+            )
+        }
+    };
+    let page = app
+        .store
+        .events_in_range(&RangeQuery {
+            user_id: &user_id,
+            range,
+            connections: &calendars,
+            filter: &filter,
+            limit,
+            after: after.as_deref(),
+        })
+        .await?;
+    let events = page
+        .events
+        .iter()
+        .filter_map(|e| live.get(&e.connection_id).map(|c| dto(e, c)))
+        .collect();
+    let next_cursor = page
+        .next
+        .map(|k| ids::encode_cursor(&serde_json::json!({ "k": k, "q": query_hash })));
+    ApiResponse::ok(&EventListDto {
+        events,
+        next_cursor,
+    })
+}
+
+/// The caller's live calendar with this id.
+async fn live_calendar(app: &App, user_id: &str, id: &str) -> ApiResult<Connection> {
+    if !ids::is_id(id) {
+        return Err(ApiError::not_found("calendar"));
+    }
+    app.store
+        .connection(user_id, id)
+        .await?
+        .filter(Connection::is_live)
+        .ok_or_else(|| ApiError::not_found("calendar"))
+}
+
+/// The caller's live event with this public id, and its calendar.
+async fn own_event(app: &App, user_id: &str, public_id: &str) -> ApiResult<(Event, Connection)> {
+    let (connection_id, key) =
+        ids::decode_event_id(public_id).ok_or_else(|| ApiError::not_found("event"))?;
+    let event = app
+        .store
+        .event(&connection_id, &key)
+        .await?
+        .filter(|e| e.user_id == user_id && !e.is_deleted())
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let calendar = live_calendar(app, user_id, &connection_id)
+        .await
+        .map_err(|_| ApiError::not_found("event"))?;
+    Ok((event, calendar))
+}
+
+/// Maps a failed event transaction (event put, calendar check, audit) to what the client did wrong.
+fn write_error(err: StoreError) -> ApiError {
+    if err.failed_condition_at(0) {
+        ApiError::conflict(
+            "concurrent_modification",
+            "the event changed meanwhile; read it again and retry",
+        )
+    } else if err.failed_condition_at(1) {
+        ApiError::not_found("calendar")
+    } else {
+        err.into()
+    }
+}
+
+pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let body: CreateEventRequest = json_body(req)?;
+    let schedule = Schedule::parse(&body.start, &body.end)?;
+    let title = input::required_text(&body.title, "title", 1024)?;
+    let description = text(body.description, "description", 65_536)?;
+    let location = text(body.location, "location", 1024)?;
+    let attendees = attendees(body.attendees)?;
+    let reminders = reminders(body.reminders)?;
+    let calendar = live_calendar(app, &user_id, &body.calendar_id).await?;
+    let now = Store::now();
+    let mut event = Event {
+        user_id: user_id.clone(),
+        connection_id: calendar.id.clone(),
+        event_key: ids::new_id(),
+        provider_event_id: None,
+        title,
+        description,
+        location,
+        start_time: now,
+        end_time: now,
+        is_all_day: false,
+        start_date: None,
+        end_date: None,
+        timezone: None,
+        attendee_emails: attendees.iter().map(|a| a.email.clone()).collect(),
+        attendees,
+        reminders,
+        provider_metadata: None,
+        has_conference: false,
+        sync_status: SyncStatus::Pending,
+        pending_change: Some(PendingChange::Create),
+        last_synced_at: None,
+        is_recurring: false,
+        recurrence_rule: None,
+        recurrence_frequency: None,
+        recurrence_interval: None,
+        recurrence_end_date: None,
+        parent_event_id: None,
+        deleted_at: None,
+        purge_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    schedule.apply(&mut event);
+    let audit = AuditEntry::new(&user_id, "EVENT_CREATED", "EVENT", Some(&event.public_id()))
+        .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
+    app.store
+        .create_event(&event, &audit)
+        .await
+        .map_err(write_error)?;
+    ApiResponse::json(StatusCode::CREATED, &dto(&event, &calendar))
+}
+
+pub async fn get(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let (event, calendar) = own_event(app, &user_id, id).await?;
+    ApiResponse::ok(&dto(&event, &calendar))
+}
+
+pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let body: UpdateEventRequest = json_body(req)?;
+    let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    let expected_version = event.version;
+    if body.start.is_some() || body.end.is_some() {
+        let current = Schedule::of(&event);
+        let start = body
+            .start
+            .unwrap_or_else(|| current.start.to_dto(current.zone));
+        let end = body.end.unwrap_or_else(|| current.end.to_dto(current.zone));
+        Schedule::parse(&start, &end)?.apply(&mut event);
+    }
+    if let Some(title) = body.title {
+        event.title = input::required_text(&title, "title", 1024)?;
+    }
+    if let Some(description) = body.description {
+        event.description = text(description, "description", 65_536)?;
+    }
+    if let Some(location) = body.location {
+        event.location = text(location, "location", 1024)?;
+    }
+    if let Some(list) = body.attendees {
+        event.attendees = attendees(list)?;
+        event.attendee_emails = event.attendees.iter().map(|a| a.email.clone()).collect();
+    }
+    if let Some(list) = body.reminders {
+        event.reminders = reminders(list)?;
+    }
+    // An event never written to its provider is still a create there.
+    if event.pending_change != Some(PendingChange::Create) {
+        event.pending_change = Some(PendingChange::Update);
+    }
+    event.sync_status = SyncStatus::Pending;
+    event.updated_at = Store::now();
+    event.version += 1;
+    let audit = AuditEntry::new(&user_id, "EVENT_UPDATED", "EVENT", Some(id))
+        .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
+    app.store
+        .replace_event(&event, expected_version, &audit)
+        .await
+        .map_err(write_error)?;
+    ApiResponse::ok(&dto(&event, &calendar))
+}
+
+pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    let expected_version = event.version;
+    let now = Store::now();
+    // Nothing to delete at the provider if the event never reached it.
+    event.pending_change = match event.pending_change {
+        Some(PendingChange::Create) => None,
+        _ => Some(PendingChange::Delete),
+    };
+    event.sync_status = SyncStatus::Deleted;
+    event.deleted_at = Some(now);
+    event.purge_at = Some((now + Duration::days(PURGE_AFTER_DAYS)).timestamp());
+    event.updated_at = now;
+    event.version += 1;
+    let audit = AuditEntry::new(&user_id, "EVENT_DELETED", "EVENT", Some(id))
+        .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
+    app.store
+        .replace_event(&event, expected_version, &audit)
+        .await
+        .map_err(write_error)?;
+    Ok(ApiResponse::no_content())
+}

@@ -1,0 +1,228 @@
+//! The HTTP API, independent of Lambda: an [`ApiRequest`] goes in, an [`ApiResponse`] comes out.
+//! Routes are declared once in [`routes::ROUTES`]; template.yaml, the local gateway and the
+//! OpenAPI document are checked against that table by tests.
+
+mod accounts;
+mod calendars;
+mod events;
+mod input;
+pub mod openapi;
+pub mod routes;
+
+use std::collections::HashMap;
+
+use http::{Method, StatusCode};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::store::Store;
+pub use routes::{Operation, RouteGroup};
+
+/// Bodies larger than this are refused before parsing (API Gateway itself allows 10 MB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A request as the API sees it, whatever carried it.
+#[derive(Clone, Debug, Default)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    pub fn new(method: Method, path: &str) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Header lookup; names are stored lower-case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    pub fn with_bearer(self, token: &str) -> Self {
+        self.with_header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn with_json(mut self, body: &serde_json::Value) -> Self {
+        self.body = body.to_string().into_bytes();
+        self.with_header("content-type", "application/json")
+    }
+
+    pub fn with_query(mut self, name: &str, value: &str) -> Self {
+        self.query.insert(name.to_owned(), value.to_owned());
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(String, String)>,
+    /// `None` for 204 No Content.
+    pub body: Option<serde_json::Value>,
+}
+
+impl ApiResponse {
+    pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult<Self> {
+        Ok(Self {
+            status,
+            headers: Vec::new(),
+            body: Some(serde_json::to_value(value).map_err(ApiError::internal)?),
+        })
+    }
+
+    pub fn ok<T: Serialize>(value: &T) -> ApiResult<Self> {
+        Self::json(StatusCode::OK, value)
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn error(err: &ApiError) -> Self {
+        Self {
+            status: err.status,
+            headers: Vec::new(),
+            body: Some(err.body()),
+        }
+    }
+}
+
+/// Everything a handler needs: the store and the configuration.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub config: Config,
+}
+
+/// A matched route: which operation, with which path parameters.
+struct Matched<'r> {
+    operation: Operation,
+    params: Vec<(&'static str, &'r str)>,
+}
+
+impl App {
+    pub fn new(store: Store, config: Config) -> Self {
+        Self { store, config }
+    }
+
+    /// Serves one request. `group` limits the routes to one function's (None serves them all).
+    pub async fn handle(&self, group: Option<RouteGroup>, req: ApiRequest) -> ApiResponse {
+        let result = match route(group, &req) {
+            Ok(matched) => self.dispatch(matched, &req).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => resp,
+            Err(err) => {
+                if err.status.is_server_error() {
+                    tracing::error!(
+                        status = err.status.as_u16(),
+                        code = err.code,
+                        "request failed"
+                    );
+                } else {
+                    tracing::info!(status = err.status.as_u16(), code = err.code, message = %err.message, "request refused");
+                }
+                ApiResponse::error(&err)
+            }
+        }
+    }
+
+    async fn dispatch(&self, m: Matched<'_>, req: &ApiRequest) -> ApiResult<ApiResponse> {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body may be at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let id = m.params.iter().find(|(k, _)| *k == "id").map(|(_, v)| *v);
+        let id = || id.ok_or_else(|| ApiError::internal("route without {id}"));
+        use Operation as Op;
+        match m.operation {
+            Op::Register => accounts::register(self, req).await,
+            Op::Login => accounts::login(self, req).await,
+            Op::Logout => accounts::logout(self, req).await,
+            Op::Me => accounts::me(self, req).await,
+            Op::AuditLog => accounts::audit_log(self, req).await,
+            Op::OpenApi => ApiResponse::ok(&openapi::document()),
+            Op::ListCalendars => calendars::list(self, req).await,
+            Op::UpdateCalendar => calendars::update(self, req, id()?).await,
+            Op::DeleteCalendar => calendars::delete(self, req, id()?).await,
+            Op::ListEvents => events::list(self, req).await,
+            Op::CreateEvent => events::create(self, req).await,
+            Op::GetEvent => events::get(self, req, id()?).await,
+            Op::UpdateEvent => events::update(self, req, id()?).await,
+            Op::DeleteEvent => events::delete(self, req, id()?).await,
+        }
+    }
+
+    /// The user id behind the request's bearer token.
+    pub(crate) async fn authenticate(&self, req: &ApiRequest) -> ApiResult<String> {
+        let token = crate::auth::bearer_token(req.header("authorization"))?;
+        let hash = crate::ids::sha256_hex(token);
+        let now = chrono::Utc::now().timestamp();
+        match self.store.session(&hash, now).await? {
+            Some(session) => Ok(session.user_id),
+            None => Err(ApiError::unauthorized("session is invalid or expired")),
+        }
+    }
+}
+
+fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Matched<'r>> {
+    let path = req.path.trim_end_matches('/');
+    let mut allowed = Vec::new();
+    for spec in routes::ROUTES {
+        if group.is_some_and(|g| g != spec.group) {
+            continue;
+        }
+        let Some(params) = routes::match_path(spec.path, path) else {
+            continue;
+        };
+        if spec.method == req.method {
+            return Ok(Matched {
+                operation: spec.operation,
+                params,
+            });
+        }
+        allowed.push(spec.method.as_str());
+    }
+    if allowed.is_empty() {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            format!("no route {} {}", req.method, req.path),
+        ))
+    } else {
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} {} is not allowed; allowed: {}",
+                req.method,
+                req.path,
+                allowed.join(", ")
+            ),
+        ))
+    }
+}

@@ -1,0 +1,313 @@
+//! The route table: the one place a route is declared. Dispatch, the OpenAPI document and the
+//! template.yaml check all read it.
+
+use http::Method;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use super::{accounts, calendars, events};
+
+/// The Lambda function that serves a route; each has its own least-privilege policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteGroup {
+    Accounts,
+    Calendars,
+    Events,
+}
+
+impl RouteGroup {
+    /// The function's binary name (template.yaml `BuildProperties.Binary`).
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts-api",
+            Self::Calendars => "calendars-api",
+            Self::Events => "events-api",
+        }
+    }
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts",
+            Self::Calendars => "calendars",
+            Self::Events => "events",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Register,
+    Login,
+    Logout,
+    Me,
+    AuditLog,
+    OpenApi,
+    ListCalendars,
+    UpdateCalendar,
+    DeleteCalendar,
+    ListEvents,
+    CreateEvent,
+    GetEvent,
+    UpdateEvent,
+    DeleteEvent,
+}
+
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+pub struct QueryParam {
+    pub name: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+}
+
+const fn param(name: &'static str, required: bool, description: &'static str) -> QueryParam {
+    QueryParam {
+        name,
+        required,
+        description,
+    }
+}
+
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub operation: Operation,
+    pub group: RouteGroup,
+    pub summary: &'static str,
+    pub authenticated: bool,
+    pub query: &'static [QueryParam],
+    pub request: Option<SchemaFn>,
+    /// Success status and body schema (`None` body for 204).
+    pub response: (u16, Option<SchemaFn>),
+}
+
+const PAGE: &[QueryParam] = &[
+    param("limit", false, "Page size (1-200, default 50)."),
+    param("cursor", false, "The nextCursor of the previous page."),
+];
+
+const RANGE: &[QueryParam] = &[
+    param(
+        "start",
+        true,
+        "Range start: RFC 3339 date-time, or YYYY-MM-DD (midnight UTC). Inclusive.",
+    ),
+    param(
+        "end",
+        true,
+        "Range end, exclusive; at most 366 days after start.",
+    ),
+    param(
+        "calendarIds",
+        false,
+        "Comma-separated calendar ids to limit the query to.",
+    ),
+    param("attendee", false, "Only events with this attendee e-mail."),
+    param(
+        "hasConference",
+        false,
+        "true: only events with a Meet/Teams link; false: only without.",
+    ),
+    param("limit", false, "Page size (1-1000, default 250)."),
+    param(
+        "cursor",
+        false,
+        "The nextCursor of the previous page (same range and filters).",
+    ),
+];
+
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/auth/register",
+        operation: Operation::Register,
+        group: RouteGroup::Accounts,
+        summary: "Create an account and sign in",
+        authenticated: false,
+        query: &[],
+        request: Some(schema::<accounts::RegisterRequest>),
+        response: (201, Some(schema::<accounts::SessionDto>)),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/auth/login",
+        operation: Operation::Login,
+        group: RouteGroup::Accounts,
+        summary: "Sign in with e-mail and password",
+        authenticated: false,
+        query: &[],
+        request: Some(schema::<accounts::LoginRequest>),
+        response: (200, Some(schema::<accounts::SessionDto>)),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/auth/logout",
+        operation: Operation::Logout,
+        group: RouteGroup::Accounts,
+        summary: "End this session",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (204, None),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/me",
+        operation: Operation::Me,
+        group: RouteGroup::Accounts,
+        summary: "The signed-in user",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (200, Some(schema::<accounts::UserDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/audit-log",
+        operation: Operation::AuditLog,
+        group: RouteGroup::Accounts,
+        summary: "The user's audit log, newest first",
+        authenticated: true,
+        query: PAGE,
+        request: None,
+        response: (200, Some(schema::<accounts::AuditPageDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/openapi.json",
+        operation: Operation::OpenApi,
+        group: RouteGroup::Accounts,
+        summary: "This API's OpenAPI 3.1 document",
+        authenticated: false,
+        query: &[],
+        request: None,
+        response: (200, None),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/calendars",
+        operation: Operation::ListCalendars,
+        group: RouteGroup::Calendars,
+        summary: "The user's calendars, primary first, then by creation",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (200, Some(schema::<calendars::CalendarListDto>)),
+    },
+    RouteSpec {
+        method: Method::PATCH,
+        path: "/v1/calendars/{id}",
+        operation: Operation::UpdateCalendar,
+        group: RouteGroup::Calendars,
+        summary: "Rename or recolour a calendar",
+        authenticated: true,
+        query: &[],
+        request: Some(schema::<calendars::UpdateCalendarRequest>),
+        response: (200, Some(schema::<calendars::CalendarDto>)),
+    },
+    RouteSpec {
+        method: Method::DELETE,
+        path: "/v1/calendars/{id}",
+        operation: Operation::DeleteCalendar,
+        group: RouteGroup::Calendars,
+        summary: "Remove a calendar; its events leave every query",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (204, None),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/events",
+        operation: Operation::ListEvents,
+        group: RouteGroup::Events,
+        summary: "Events of all live calendars overlapping [start, end), by start",
+        authenticated: true,
+        query: RANGE,
+        request: None,
+        response: (200, Some(schema::<events::EventListDto>)),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/events",
+        operation: Operation::CreateEvent,
+        group: RouteGroup::Events,
+        summary: "Create an event; it is written back to the provider",
+        authenticated: true,
+        query: &[],
+        request: Some(schema::<events::CreateEventRequest>),
+        response: (201, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/events/{id}",
+        operation: Operation::GetEvent,
+        group: RouteGroup::Events,
+        summary: "One event",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (200, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::PATCH,
+        path: "/v1/events/{id}",
+        operation: Operation::UpdateEvent,
+        group: RouteGroup::Events,
+        summary: "Change or move an event",
+        authenticated: true,
+        query: &[],
+        request: Some(schema::<events::UpdateEventRequest>),
+        response: (200, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::DELETE,
+        path: "/v1/events/{id}",
+        operation: Operation::DeleteEvent,
+        group: RouteGroup::Events,
+        summary: "Delete an event (soft delete; purged after 30 days)",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (204, None),
+    },
+];
+
+/// Matches a concrete path against a template like `/v1/events/{id}`; returns the parameters.
+pub fn match_path<'p>(
+    template: &'static str,
+    path: &'p str,
+) -> Option<Vec<(&'static str, &'p str)>> {
+    let mut params = Vec::new();
+    let mut concrete = path.split('/');
+    for segment in template.split('/') {
+        let value = concrete.next()?;
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) if !value.is_empty() => params.push((name, value)),
+            Some(_) => return None,
+            None if segment == value => {}
+            None => return None,
+        }
+    }
+    concrete.next().is_none().then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_templates_exactly() {
+        assert_eq!(
+            match_path("/v1/events/{id}", "/v1/events/abc"),
+            Some(vec![("id", "abc")])
+        );
+        assert_eq!(match_path("/v1/events/{id}", "/v1/events/"), None);
+        assert_eq!(match_path("/v1/events/{id}", "/v1/events/a/b"), None);
+        assert_eq!(match_path("/v1/events", "/v1/events"), Some(vec![]));
+        assert_eq!(match_path("/v1/events", "/v1/eventsx"), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! What every HTTP function binary runs: build the app once per container, then serve.
+
+use std::convert::Infallible;
+
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use tracing::Instrument;
+
+use crate::api::{ApiRequest, App, RouteGroup};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Builds the app from the environment; shared by every function.
+pub async fn app_from_env() -> Result<App, lambda_http::Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    let sdk = crate::aws::load_sdk_config().await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config);
+    Ok(App::new(store, config))
+}
+
+/// Runs an API function that serves the routes of `group`.
+pub async fn run_api(group: RouteGroup) -> Result<(), lambda_http::Error> {
+    let app = app_from_env().await?;
+    let app = &app;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(serve(app, group, req).await)
+    }))
+    .await
+}
+
+/// One API Gateway request through the app, inside a span naming its request id.
+pub async fn serve(app: &App, group: RouteGroup, req: Request) -> Response<Body> {
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    async move {
+        let api_request = to_api_request(&req);
+        tracing::info!(method = %api_request.method, path = %api_request.path, "request");
+        let response = app.handle(Some(group), api_request).await;
+        tracing::info!(status = response.status.as_u16(), "response");
+        let mut builder = Response::builder().status(response.status);
+        for (name, value) in &response.headers {
+            builder = builder.header(name, value);
+        }
+        let body = match response.body {
+            Some(json) => {
+                builder = builder.header("content-type", "application/json");
+                Body::Text(json.to_string())
+            }
+            None => Body::Empty,
+        };
+        builder
+            .body(body)
+            .unwrap_or_else(|_| Response::new(Body::Empty))
+    }
+    .instrument(span)
+    .await
+}
+
+fn to_api_request(req: &Request) -> ApiRequest {
+    let mut query = std::collections::HashMap::new();
+    for (name, value) in req
+        .query_string_parameters_ref()
+        .into_iter()
+        .flat_map(|q| q.iter())
+    {
+        query
+            .entry(name.to_owned())
+            .or_insert_with(|| value.to_owned());
+    }
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    ApiRequest {
+        method: req.method().clone(),
+        path: req.raw_http_path().to_owned(),
+        query,
+        headers,
+        body: req.body().to_vec(),
+    }
+}

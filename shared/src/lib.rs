@@ -1,0 +1,18 @@
+//! calsync's common crate: every Lambda function is a thin wrapper over what lives here.
+//!
+//! - [`model`]: the domain (users, calendars, events, audit entries) and its validation rules.
+//! - [`store`]: DynamoDB persistence, keyed for each access pattern (docs/data-model.md).
+//! - [`api`]: the HTTP API, routed by method and path, usable without Lambda.
+//! - [`lambda`]: the glue each function binary calls.
+
+pub mod api;
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod lambda;
+pub mod model;
+pub mod store;
+pub mod telemetry;
+pub mod time;

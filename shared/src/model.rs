@@ -1,0 +1,296 @@
+//! The domain: what calsync knows about users, their calendars (connections), events and audit
+//! entries. Field names follow the seed schema; the same structs are the stored items.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Provider {
+    Google,
+    Microsoft,
+    Apple,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Google => "GOOGLE",
+            Self::Microsoft => "MICROSOFT",
+            Self::Apple => "APPLE",
+        }
+    }
+}
+
+/// Where an event stands relative to its provider (the seed's syncStatus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncStatus {
+    Pending,
+    Synced,
+    Failed,
+    Deleted,
+}
+
+/// A local change not yet written back to the provider. Its presence puts the event in the
+/// `bySyncStatus` index; write-back removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingChange {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Epoch seconds; also the table's TTL attribute.
+    pub expires_at: i64,
+}
+
+/// Why a calendar is or is not syncing, as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    ReauthorizationRequired,
+    Error,
+}
+
+/// One connected provider calendar (the seed's CalendarConnection).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    pub user_id: String,
+    pub id: String,
+    pub provider: Provider,
+    /// The provider's id of the calendar.
+    pub calendar_id: String,
+    pub calendar_name: String,
+    /// The user's own name for the calendar, shown instead of the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_override: Option<String>,
+    pub calendar_color: String,
+    pub is_primary: bool,
+    pub is_connected: bool,
+    pub status: ConnectionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::key_serde_opt"
+    )]
+    pub token_expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub failed_refresh_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Live events of this calendar, kept by atomic ADD with every create and delete.
+    #[serde(default)]
+    pub event_count: i64,
+}
+
+impl Connection {
+    /// Events of a calendar take part in queries only while it is connected and not deleted.
+    pub fn is_live(&self) -> bool {
+        self.is_connected && self.deleted_at.is_none()
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name_override.as_deref().unwrap_or(&self.calendar_name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attendee {
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// needsAction, accepted, declined or tentative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_status: Option<ResponseStatus>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ResponseStatus {
+    NeedsAction,
+    Accepted,
+    Declined,
+    Tentative,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reminder {
+    pub method: ReminderMethod,
+    /// Minutes before the start, at most four weeks.
+    pub minutes: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReminderMethod {
+    Popup,
+    Email,
+}
+
+/// One event of one calendar (the seed's CalendarEvent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub user_id: String,
+    pub connection_id: String,
+    /// Unique within the connection: the provider's event id for imported events, our own id
+    /// (usable as a provider id) for events created here.
+    pub event_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_event_id: Option<String>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Instants in UTC; for all-day events, midnight of the dates in the event's zone.
+    #[serde(with = "crate::time::key_serde")]
+    pub start_time: DateTime<Utc>,
+    #[serde(with = "crate::time::key_serde")]
+    pub end_time: DateTime<Utc>,
+    pub is_all_day: bool,
+    /// All-day events: the dates themselves (end exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub attendees: Vec<Attendee>,
+    /// Lower-cased attendee e-mails, for the attendee filter of range queries.
+    #[serde(default)]
+    pub attendee_emails: Vec<String>,
+    #[serde(default)]
+    pub reminders: Vec<Reminder>,
+    /// Conference links and provider extras (Meet, Teams), as the provider gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub has_conference: bool,
+    pub sync_status: SyncStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change: Option<PendingChange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub is_recurring: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence_frequency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence_interval: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrence_end_date: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Epoch seconds, 30 days after deletion; the table's TTL attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_at: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Incremented by every write; writes are conditional on the version they read.
+    pub version: u64,
+}
+
+impl Event {
+    pub fn public_id(&self) -> String {
+        crate::ids::encode_event_id(&self.connection_id, &self.event_key)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditStatus {
+    Success,
+    Failure,
+}
+
+/// One line of a user's audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub user_id: String,
+    pub id: String,
+    pub action: String,
+    pub resource_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    pub status: AuditStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AuditEntry {
+    pub fn new(
+        user_id: &str,
+        action: &str,
+        resource_type: &str,
+        resource_id: Option<&str>,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            id: ulid::Ulid::new().to_string(),
+            action: action.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.map(str::to_owned),
+            status: AuditStatus::Success,
+            error_message: None,
+            metadata: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    pub fn failed(mut self, message: impl Into<String>) -> Self {
+        self.status = AuditStatus::Failure;
+        self.error_message = Some(message.into());
+        self
+    }
+
+    pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}

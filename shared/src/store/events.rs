@@ -1,0 +1,321 @@
+//! Events table: `CONN#<connectionId>` / `EVT#<eventKey>`.
+//!
+//! Date-range reads use the sparse `byUserTime` index (live events only). An event overlaps
+//! `[A, B)` when `start < B` and `end > A`; an index sorted by start can only bound the start, so
+//! events are split by length: those up to [`SHORT_EVENT_MAX`] long live under `USER#<id>` and are
+//! read with `start` in `[A - SHORT_EVENT_MAX, B)`; longer ones (and recurring masters) live under
+//! `USER#<id>#SPAN`, read up to `B` and filtered. Both reads filter on `end > A` in DynamoDB; the
+//! exact overlap rule is applied again here. docs/data-model.md has the measured read ratio.
+
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
+use chrono::{Duration, Utc};
+
+use super::connections::user_pk;
+use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult};
+use crate::model::{AuditEntry, Event};
+use crate::time::{key_format, TimeRange};
+
+/// The longest event kept in the short partition.
+pub const SHORT_EVENT_MAX: Duration = Duration::hours(24);
+/// BatchWriteItem's limit per request.
+const BATCH_WRITE_MAX: usize = 25;
+const BATCH_RETRIES: u32 = 8;
+
+fn conn_pk(connection_id: &str) -> String {
+    format!("CONN#{connection_id}")
+}
+
+fn event_sk(event_key: &str) -> String {
+    format!("EVT#{event_key}")
+}
+
+fn span_pk(user_id: &str) -> String {
+    format!("USER#{user_id}#SPAN")
+}
+
+/// The byUserTime sort key: start instant, then the event key to make it unique.
+pub fn time_sort_key(event: &Event) -> String {
+    format!("{}#{}", key_format(event.start_time), event.event_key)
+}
+
+fn is_span(event: &Event) -> bool {
+    event.is_recurring || event.end_time - event.start_time > SHORT_EVENT_MAX
+}
+
+/// Optional narrowing of a range query, applied inside DynamoDB.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Lower-cased e-mail that must be among the attendees.
+    pub attendee: Option<String>,
+    pub has_conference: Option<bool>,
+}
+
+pub struct RangeQuery<'a> {
+    pub user_id: &'a str,
+    pub range: TimeRange,
+    /// Only events of these calendars are returned (the caller passes the live ones it allows).
+    pub connections: &'a HashSet<String>,
+    pub filter: &'a EventFilter,
+    pub limit: usize,
+    /// Continue after this byUserTime sort key.
+    pub after: Option<&'a str>,
+}
+
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The sort key to continue after, when more events match.
+    pub next: Option<String>,
+}
+
+impl Store {
+    fn event_item(&self, event: &Event) -> StoreResult<Item> {
+        let mut keys = vec![
+            ("pk", conn_pk(&event.connection_id)),
+            ("sk", event_sk(&event.event_key)),
+        ];
+        if !event.is_deleted() {
+            let partition = if is_span(event) {
+                span_pk(&event.user_id)
+            } else {
+                user_pk(&event.user_id)
+            };
+            keys.push(("timePk", partition));
+            keys.push(("timeSk", time_sort_key(event)));
+        }
+        if event.pending_change.is_some() {
+            keys.push(("syncPk", conn_pk(&event.connection_id)));
+            keys.push((
+                "syncSk",
+                format!("{}#{}", key_format(event.created_at), event.event_key),
+            ));
+        }
+        to_item(event, &keys)
+    }
+
+    pub async fn event(&self, connection_id: &str, event_key: &str) -> StoreResult<Option<Event>> {
+        self.get(&self.events, conn_pk(connection_id), event_sk(event_key))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// Creates a new event on a live calendar, counting it, with its audit entry.
+    /// `TransactionCancelled` with a failed condition at index 1 means the calendar is not live.
+    pub async fn create_event(&self, event: &Event, audit: &AuditEntry) -> StoreResult<()> {
+        let put = self.event_put(event, None)?;
+        let count = self.live_connection_check(&event.user_id, &event.connection_id, 1)?;
+        self.transact(vec![put, count, self.audit_put(audit)?])
+            .await
+    }
+
+    /// Replaces an event if it still has `expected_version` (optimistic concurrency). A deletion
+    /// (the new state carries `deletedAt`) also takes it off its calendar's count.
+    pub async fn replace_event(
+        &self,
+        event: &Event,
+        expected_version: u64,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let put = self.event_put(event, Some(expected_version))?;
+        let delta = if event.is_deleted() { -1 } else { 0 };
+        let check = self.live_connection_check(&event.user_id, &event.connection_id, delta)?;
+        self.transact(vec![put, check, self.audit_put(audit)?])
+            .await
+    }
+
+    fn event_put(
+        &self,
+        event: &Event,
+        expected_version: Option<u64>,
+    ) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.events)
+            .set_item(Some(self.event_item(event)?));
+        let put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :v AND attribute_not_exists(deletedAt)")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        let put = put
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Writes many events with BatchWriteItem (25 a request), retrying unprocessed items with
+    /// backoff. Idempotent: the key is (connection, event key). Counts are the caller's to adjust.
+    pub async fn put_events(&self, events: &[Event]) -> StoreResult<()> {
+        for chunk in events.chunks(BATCH_WRITE_MAX) {
+            let mut requests = chunk
+                .iter()
+                .map(|e| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(self.event_item(e)?))
+                        .build()
+                        .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                if attempt > 0 {
+                    let backoff = 25u64 << attempt.min(6);
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                }
+                if attempt > BATCH_RETRIES {
+                    return Err(StoreError::Throttled(format!(
+                        "{} events still unprocessed after {BATCH_RETRIES} retries",
+                        requests.len()
+                    )));
+                }
+                self.stats.write();
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.events, requests)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.events))
+                    .unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Events of a connection waiting to be written back, oldest first (seed pattern 5).
+    pub async fn pending_events(&self, connection_id: &str, limit: i32) -> StoreResult<Vec<Event>> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .index_name("bySyncStatus")
+            .key_condition_expression("syncPk = :pk")
+            .expression_attribute_values(":pk", s(conn_pk(connection_id)))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        self.stats
+            .read(u64::try_from(out.scanned_count).unwrap_or(0));
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// The live events of the user's chosen calendars that overlap the range, by start.
+    pub async fn events_in_range(&self, q: &RangeQuery<'_>) -> StoreResult<EventPage> {
+        let hi = key_format(q.range.end);
+        // "\u{1}" sorts right after the cursor key and before any key it is a prefix of.
+        let after = q.after.map(|a| format!("{a}\u{1}"));
+        let short_lo = key_format(q.range.start - SHORT_EVENT_MAX);
+        let short_lo = match &after {
+            Some(a) if *a > short_lo => a.clone(),
+            _ => short_lo,
+        };
+        let wanted = q.limit + 1;
+        let short = self
+            .query_time_partition(q, user_pk(q.user_id), Some(short_lo), &hi, Some(wanted))
+            .await?;
+        let span = self
+            .query_time_partition(q, span_pk(q.user_id), after, &hi, None)
+            .await?;
+        let mut events: Vec<(String, Event)> = short
+            .into_iter()
+            .chain(span)
+            .map(|e| (time_sort_key(&e), e))
+            .collect();
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        let next = (events.len() > q.limit).then(|| events[q.limit - 1].0.clone());
+        events.truncate(q.limit);
+        Ok(EventPage {
+            events: events.into_iter().map(|(_, e)| e).collect(),
+            next,
+        })
+    }
+
+    /// Reads one byUserTime partition between `lo` and `hi`, keeping matching events, stopping
+    /// once `wanted` are found.
+    async fn query_time_partition(
+        &self,
+        q: &RangeQuery<'_>,
+        partition: String,
+        lo: Option<String>,
+        hi: &str,
+        wanted: Option<usize>,
+    ) -> StoreResult<Vec<Event>> {
+        let mut filter = vec!["(endTime > :a OR startTime >= :a)"];
+        let mut values = vec![
+            (":pk", s(partition)),
+            (":hi", s(hi)),
+            (":a", s(key_format(q.range.start))),
+        ];
+        if let Some(attendee) = &q.filter.attendee {
+            filter.push("contains(attendeeEmails, :attendee)");
+            values.push((":attendee", s(attendee.clone())));
+        }
+        if let Some(has) = q.filter.has_conference {
+            filter.push("hasConference = :conf");
+            values.push((":conf", AttributeValue::Bool(has)));
+        }
+        let key_condition = match lo {
+            Some(lo) => {
+                values.push((":lo", s(lo)));
+                "timePk = :pk AND timeSk BETWEEN :lo AND :hi"
+            }
+            None => "timePk = :pk AND timeSk <= :hi",
+        };
+        let mut found = Vec::new();
+        let mut start_key = None;
+        loop {
+            // Ask for about what is still wanted: a filter drops few items, so this reads little
+            // past the page, and the loop continues when it drops more.
+            let page_limit = wanted.map(|w| {
+                let remaining = w.saturating_sub(found.len()).max(1);
+                i32::try_from(remaining + remaining / 8 + 1).unwrap_or(i32::MAX)
+            });
+            let mut query = self
+                .ddb
+                .query()
+                .table_name(&self.events)
+                .index_name("byUserTime")
+                .key_condition_expression(key_condition)
+                .filter_expression(filter.join(" AND "))
+                .set_limit(page_limit)
+                .set_exclusive_start_key(start_key);
+            for (name, value) in &values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            let out = query.send().await.map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(out.scanned_count).unwrap_or(0));
+            for item in out.items.unwrap_or_default() {
+                let event: Event = from_item(item)?;
+                if q.connections.contains(&event.connection_id)
+                    && q.range.overlaps(event.start_time, event.end_time)
+                {
+                    found.push(event);
+                }
+            }
+            start_key = out.last_evaluated_key;
+            let satisfied = wanted.is_some_and(|w| found.len() >= w);
+            if start_key.is_none() || satisfied {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// A timestamp for callers that need "now" consistently with stored instants.
+    pub fn now() -> chrono::DateTime<Utc> {
+        use chrono::SubsecRound;
+        Utc::now().trunc_subsecs(0)
+    }
+}

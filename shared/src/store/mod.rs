@@ -1,0 +1,193 @@
+//! DynamoDB persistence. Each module owns one table's access patterns (docs/data-model.md); no
+//! module ever scans. Multi-item changes are transactions, so nothing is ever half-written.
+
+mod audit;
+mod connections;
+mod events;
+mod users;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use audit::AuditPage;
+pub use connections::CalendarChanges;
+pub use events::{time_sort_key, EventFilter, EventPage, RangeQuery};
+pub use users::Registration;
+
+use crate::config::Config;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write's condition did not hold.
+    #[error("condition failed")]
+    ConditionFailed,
+    /// A transaction was cancelled; one reason code (or none) per item, in order.
+    #[error("transaction cancelled: {0:?}")]
+    TransactionCancelled(Vec<Option<String>>),
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("dynamodb: {0}")]
+    Backend(String),
+    #[error("corrupt item: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match err.code() {
+            Some("ConditionalCheckFailedException") => Self::ConditionFailed,
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded",
+            ) => Self::Throttled(err.message().unwrap_or_default().to_owned()),
+            _ => Self::Backend(aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string()),
+        }
+    }
+
+    fn from_transaction<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, R>) -> Self {
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            let reasons = cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+                .collect();
+            return Self::TransactionCancelled(reasons);
+        }
+        Self::from_sdk(err)
+    }
+
+    /// True when the transaction failed because item `index`'s condition did not hold.
+    pub fn failed_condition_at(&self, index: usize) -> bool {
+        matches!(self, Self::TransactionCancelled(reasons)
+            if reasons.get(index).and_then(Option::as_deref) == Some("ConditionalCheckFailed"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Counts of what the store asked of DynamoDB, for benchmarks and request logs.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    requests: AtomicU64,
+    items_read: AtomicU64,
+    write_requests: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub items_read: u64,
+    pub write_requests: u64,
+}
+
+impl StoreStats {
+    fn read(&self, items: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.items_read.fetch_add(items, Ordering::Relaxed);
+    }
+
+    fn write(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            items_read: self.items_read.load(Ordering::Relaxed),
+            write_requests: self.write_requests.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The handle every function holds: one DynamoDB client and the table names.
+#[derive(Clone)]
+pub struct Store {
+    ddb: Client,
+    users: String,
+    connections: String,
+    events: String,
+    audit: String,
+    stats: Arc<StoreStats>,
+}
+
+impl Store {
+    pub fn new(ddb: Client, config: &Config) -> Self {
+        Self {
+            ddb,
+            users: config.users_table.clone(),
+            connections: config.connections_table.clone(),
+            events: config.events_table.clone(),
+            audit: config.audit_table.clone(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    async fn get(&self, table: &str, pk: String, sk: String) -> StoreResult<Option<Item>> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        self.stats.read(u64::from(out.item.is_some()));
+        Ok(out.item)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
+        self.stats.write();
+        self.ddb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(StoreError::from_transaction)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A domain value as an item, with its keys added.
+pub(crate) fn to_item<T: Serialize>(value: &T, keys: &[(&str, String)]) -> StoreResult<Item> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for (name, key) in keys {
+        item.insert((*name).to_owned(), s(key.clone()));
+    }
+    Ok(item)
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,134 @@
+//! Users table: profiles (`USER#<id>`), the e-mail uniqueness guard (`EMAIL#<email>`) and
+//! sessions (`SESSION#<sha256(token)>`, TTL `expiresAt`).
+
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+
+use super::{from_item, n, s, to_item, Store, StoreError, StoreResult};
+use crate::model::{AuditEntry, Session, User};
+
+const PROFILE: &str = "PROFILE";
+const EMAIL: &str = "EMAIL";
+const SESSION: &str = "SESSION";
+
+fn user_pk(id: &str) -> String {
+    format!("USER#{id}")
+}
+
+fn email_pk(email: &str) -> String {
+    format!("EMAIL#{email}")
+}
+
+fn session_pk(token_hash: &str) -> String {
+    format!("SESSION#{token_hash}")
+}
+
+/// The outcome of registering: e-mail addresses are unique.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registration {
+    Created,
+    EmailTaken,
+}
+
+impl Store {
+    /// Creates the profile, claims the e-mail and records the audit entry in one transaction.
+    pub async fn create_user(&self, user: &User, audit: &AuditEntry) -> StoreResult<Registration> {
+        let profile = to_item(user, &[("pk", user_pk(&user.id)), ("sk", PROFILE.into())])?;
+        let mut claim = to_item(
+            &serde_json::json!({ "userId": user.id }),
+            &[("pk", email_pk(&user.email)), ("sk", EMAIL.into())],
+        )?;
+        claim.insert("email".into(), s(user.email.clone()));
+        let new_item = |item| {
+            Put::builder()
+                .table_name(&self.users)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let items = vec![new_item(profile)?, new_item(claim)?, self.audit_put(audit)?];
+        match self.transact(items).await {
+            Ok(()) => Ok(Registration::Created),
+            Err(e) if e.failed_condition_at(1) => Ok(Registration::EmailTaken),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        self.get(&self.users, user_pk(id), PROFILE.into())
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let Some(claim) = self.get(&self.users, email_pk(email), EMAIL.into()).await? else {
+            return Ok(None);
+        };
+        let user_id = claim
+            .get("userId")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("e-mail claim {email} has no userId")))?;
+        self.user(user_id).await
+    }
+
+    /// Stores a session under the hash of its token, with the login's audit entry.
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        session: &Session,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let item = to_item(
+            session,
+            &[("pk", session_pk(token_hash)), ("sk", SESSION.into())],
+        )?;
+        let put = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.transact(vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.audit_put(audit)?,
+        ])
+        .await
+    }
+
+    /// The session for a token hash, unless it has expired (TTL deletion is lazy, so the expiry is
+    /// checked here too).
+    pub async fn session(&self, token_hash: &str, now_epoch: i64) -> StoreResult<Option<Session>> {
+        let Some(item) = self
+            .get(&self.users, session_pk(token_hash), SESSION.into())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let session: Session = from_item(item)?;
+        Ok((session.expires_at > now_epoch).then_some(session))
+    }
+
+    /// Ends a session, with the logout's audit entry.
+    pub async fn delete_session(&self, token_hash: &str, audit: &AuditEntry) -> StoreResult<()> {
+        let delete = Delete::builder()
+            .table_name(&self.users)
+            .key("pk", s(session_pk(token_hash)))
+            .key("sk", s(SESSION))
+            .condition_expression("attribute_exists(pk) AND expiresAt > :now")
+            .expression_attribute_values(":now", n(audit.created_at.timestamp()))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        match self
+            .transact(vec![
+                TransactWriteItem::builder().delete(delete).build(),
+                self.audit_put(audit)?,
+            ])
+            .await
+        {
+            Err(e) if e.failed_condition_at(0) => Err(StoreError::ConditionFailed),
+            other => other,
+        }
+    }
+}

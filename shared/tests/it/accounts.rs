@@ -1,0 +1,334 @@
+//! Registration, login, sessions, the audit log, and what bad input gets.
+
+use calsync::api::{ApiRequest, MAX_BODY_BYTES};
+use calsync::ids;
+use calsync::model::{AuditEntry, Session};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn post(path: &str, body: &Value) -> ApiRequest {
+    ApiRequest::new(Method::POST, path).with_json(body)
+}
+
+async fn audit_actions(app: &calsync::api::App, token: &str) -> Vec<String> {
+    let (status, body) = call(app, query(get("/v1/audit-log", token), &[("limit", "200")])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn register_login_me_logout_round_trip_with_audit() {
+    let app = app().await;
+    let user = register(&app, "round").await;
+    let (status, me) = call(&app, get("/v1/me", &user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["email"], user.email);
+    assert!(me.get("passwordHash").is_none(), "{me}");
+
+    let (status, login) = call(
+        &app,
+        post(
+            "/v1/auth/login",
+            &json!({"email": user.email.to_uppercase(), "password": "a long enough password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let second = login["token"].as_str().unwrap().to_owned();
+    assert_ne!(second, user.token);
+
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::POST, "/v1/auth/logout").with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(&app, get("/v1/me", &user.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthorized");
+    // The other session is untouched.
+    assert_eq!(call(&app, get("/v1/me", &second)).await.0, StatusCode::OK);
+
+    let actions = audit_actions(&app, &second).await;
+    assert_eq!(
+        actions,
+        ["USER_LOGOUT", "USER_LOGIN", "USER_LOGIN", "USER_REGISTERED"]
+    );
+}
+
+#[tokio::test]
+async fn the_session_token_is_stored_only_as_its_hash() {
+    let app = app().await;
+    let user = register(&app, "hash").await;
+    let now = chrono::Utc::now().timestamp();
+    let by_hash = app
+        .store
+        .session(&ids::sha256_hex(&user.token), now)
+        .await
+        .unwrap();
+    assert_eq!(by_hash.map(|s| s.user_id), Some(user.id.clone()));
+    assert!(app.store.session(&user.token, now).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_emails_get_the_same_401_and_failures_are_audited() {
+    let app = app().await;
+    let user = register(&app, "wrongpw").await;
+    let wrong = call(
+        &app,
+        post(
+            "/v1/auth/login",
+            &json!({"email": user.email, "password": "not the password"}),
+        ),
+    )
+    .await;
+    let unknown = call(
+        &app,
+        post(
+            "/v1/auth/login",
+            &json!({"email": unique_email("nobody"), "password": "not the password"}),
+        ),
+    )
+    .await;
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown);
+    let actions = audit_actions(&app, &user.token).await;
+    assert!(
+        actions.contains(&"USER_LOGIN_FAILED".to_owned()),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_email_is_registered_once_even_under_concurrency() {
+    let app = app().await;
+    let email = unique_email("race");
+    let attempts = (0..8).map(|i| {
+        let app = app.clone();
+        let email = if i % 2 == 0 {
+            email.clone()
+        } else {
+            email.to_uppercase()
+        };
+        tokio::spawn(async move {
+            call(
+                &app,
+                post(
+                    "/v1/auth/register",
+                    &json!({"email": email, "password": "a long enough password",
+                    "firstName": "A", "lastName": "B"}),
+                ),
+            )
+            .await
+        })
+    });
+    let mut created = 0;
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => assert_eq!(error_code(&body), "email_taken"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn bad_registration_input_gets_a_4xx_naming_the_problem() {
+    let app = app().await;
+    let valid = json!({"email": unique_email("bad"), "password": "a long enough password",
+                       "firstName": "A", "lastName": "B"});
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let cases: Vec<(ApiRequest, StatusCode, &str, &str)> = vec![
+        (
+            ApiRequest {
+                body: b"{not json".to_vec(),
+                ..ApiRequest::new(Method::POST, "/v1/auth/register")
+            },
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "key must be a string",
+        ),
+        (
+            ApiRequest::new(Method::POST, "/v1/auth/register"),
+            StatusCode::BAD_REQUEST,
+            "missing_body",
+            "required",
+        ),
+        (
+            post("/v1/auth/register", &json!({"email": "a@b.co"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "password",
+        ),
+        (
+            post("/v1/auth/register", &with("admin", json!(true))),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "unknown field `admin`",
+        ),
+        (
+            post("/v1/auth/register", &with("email", json!("no-at-sign"))),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+            "email",
+        ),
+        (
+            post("/v1/auth/register", &with("password", json!("short"))),
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            "10",
+        ),
+        (
+            post("/v1/auth/register", &with("firstName", json!("  "))),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "firstName",
+        ),
+        (
+            post("/v1/auth/register", &with("email", json!(42))),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "email",
+        ),
+        (
+            ApiRequest {
+                body: vec![b' '; MAX_BODY_BYTES + 1],
+                ..post("/v1/auth/register", &valid)
+            },
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "bytes",
+        ),
+        (
+            post("/v1/auth/register", &valid).with_header("content-type", "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "text/plain",
+        ),
+        (
+            ApiRequest::new(Method::GET, "/v1/auth/register"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "POST",
+        ),
+        (
+            ApiRequest::new(Method::GET, "/v1/nothing-here"),
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "/v1/nothing-here",
+        ),
+    ];
+    for (req, status, code, mention) in cases {
+        let (got, body) = call(&app, req).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(mention),
+            "{message:?} should mention {mention:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_malformed_and_expired_tokens_get_401() {
+    let app = app().await;
+    let user = register(&app, "expired").await;
+    let expired_token = ids::new_secret_token();
+    let session = Session {
+        user_id: user.id.clone(),
+        created_at: chrono::Utc::now(),
+        expires_at: chrono::Utc::now().timestamp() - 1,
+    };
+    let audit = AuditEntry::new(&user.id, "USER_LOGIN", "SESSION", None);
+    app.store
+        .create_session(&ids::sha256_hex(&expired_token), &session, &audit)
+        .await
+        .unwrap();
+    for req in [
+        ApiRequest::new(Method::GET, "/v1/me"),
+        ApiRequest::new(Method::GET, "/v1/me").with_header("authorization", "Basic dXNlcjpwdw=="),
+        get("/v1/me", "not-a-session"),
+        get("/v1/me", &"x".repeat(5000)),
+        get("/v1/me", &expired_token),
+    ] {
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error_code(&body), "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_and_rejects_foreign_cursors() {
+    let app = app().await;
+    let user = register(&app, "pages").await;
+    for _ in 0..4 {
+        let (status, _) = call(
+            &app,
+            post(
+                "/v1/auth/login",
+                &json!({"email": user.email, "password": "a long enough password"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // 1 registration + 5 logins.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = query(get("/v1/audit-log", &user.token), &[("limit", "2")]);
+        if let Some(c) = &cursor {
+            req = req.with_query("cursor", c);
+        }
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for e in body["entries"].as_array().unwrap() {
+            seen.push((
+                e["id"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match body["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(seen.last().unwrap().1, "USER_REGISTERED");
+    let ids: Vec<_> = seen.iter().map(|(id, _)| id.clone()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted, "newest first");
+
+    let (status, body) = call(
+        &app,
+        query(get("/v1/audit-log", &user.token), &[("cursor", "garbage!")]),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_cursor")
+    );
+    let (status, body) = call(
+        &app,
+        query(get("/v1/audit-log", &user.token), &[("limit", "0")]),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_parameter")
+    );
+}

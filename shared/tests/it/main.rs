@@ -1,0 +1,8 @@
+//! Integration tests: the API and the store against the AWS emulator (moto server), with the
+//! tables provisioned from template.yaml. One binary, one emulator per run.
+
+mod accounts;
+mod calendars;
+mod events;
+mod support;
+mod template;

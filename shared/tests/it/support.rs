@@ -1,0 +1,196 @@
+//! The shared test stack: one emulator per test binary, provisioned once from template.yaml.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use calsync::api::{ApiRequest, App};
+use calsync::config::Config;
+use calsync::ids;
+use calsync::model::{Connection, ConnectionStatus, Provider};
+use calsync::store::Store;
+use calsync_devstack::emulator::Emulator;
+use calsync_devstack::template::Template;
+use calsync_devstack::{local_sdk_config, provision::provision};
+use chrono::{DateTime, Utc};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+
+pub struct Stack {
+    pub emulator: Emulator,
+    pub environment: BTreeMap<String, String>,
+}
+
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        // Provisioning runs on its own runtime: each test has its own, and this one outlives none.
+        std::thread::spawn(|| {
+            let emulator = Emulator::start().expect("start the AWS emulator");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let environment = runtime.block_on(async {
+                let sdk = local_sdk_config(&emulator.endpoint).await;
+                let template = Template::load(TEMPLATE.as_ref()).expect("template.yaml");
+                provision(&sdk, &template, "it-")
+                    .await
+                    .expect("provision")
+                    .environment
+            });
+            Stack {
+                emulator,
+                environment,
+            }
+        })
+        .join()
+        .expect("stack thread")
+    })
+}
+
+pub async fn sdk() -> aws_config::SdkConfig {
+    local_sdk_config(&stack().emulator.endpoint).await
+}
+
+pub async fn app() -> App {
+    let env = &stack().environment;
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk().await), &config);
+    App::new(store, config)
+}
+
+/// Sends a request through the whole API; returns status and JSON body (Null for none).
+pub async fn call(app: &App, req: ApiRequest) -> (StatusCode, Value) {
+    let resp = app.handle(None, req).await;
+    (resp.status, resp.body.unwrap_or(Value::Null))
+}
+
+pub fn get(path: &str, token: &str) -> ApiRequest {
+    ApiRequest::new(Method::GET, path).with_bearer(token)
+}
+
+pub fn send(method: Method, path: &str, token: &str, body: &Value) -> ApiRequest {
+    ApiRequest::new(method, path)
+        .with_bearer(token)
+        .with_json(body)
+}
+
+pub fn query(mut req: ApiRequest, params: &[(&str, &str)]) -> ApiRequest {
+    for (k, v) in params {
+        req = req.with_query(k, v);
+    }
+    req
+}
+
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.com", &ids::new_id()[..12])
+}
+
+pub async fn register(app: &App, tag: &str) -> TestUser {
+    let email = unique_email(tag);
+    let (status, body) = call(
+        app,
+        ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&json!({
+            "email": email, "password": "a long enough password",
+            "firstName": "Test", "lastName": tag
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    TestUser {
+        id: body["user"]["id"].as_str().unwrap().to_owned(),
+        email,
+        token: body["token"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A connected calendar, as the OAuth callback will create it.
+pub async fn connect(app: &App, user: &TestUser, name: &str, primary: bool) -> Connection {
+    let conn = Connection {
+        user_id: user.id.clone(),
+        id: ids::connection_id(
+            &user.id,
+            "GOOGLE",
+            &format!("{name}@group.calendar.google.com"),
+        ),
+        provider: Provider::Google,
+        calendar_id: format!("{name}@group.calendar.google.com"),
+        calendar_name: name.to_owned(),
+        name_override: None,
+        calendar_color: "#3366cc".into(),
+        is_primary: primary,
+        is_connected: true,
+        status: ConnectionStatus::Active,
+        last_error: None,
+        token_expires_at: None,
+        sync_token: None,
+        last_synced_at: None,
+        failed_refresh_count: 0,
+        deleted_at: None,
+        created_at: Store::now(),
+        event_count: 0,
+    };
+    app.store.put_connection(&conn).await.unwrap();
+    conn
+}
+
+/// Creates a timed event through the API; returns its id.
+pub async fn create_event(
+    app: &App,
+    user: &TestUser,
+    calendar: &str,
+    title: &str,
+    start: &str,
+    end: &str,
+) -> String {
+    let (status, body) = call(
+        app,
+        send(
+            Method::POST,
+            "/v1/events",
+            &user.token,
+            &json!({"calendarId": calendar, "title": title,
+                    "start": {"dateTime": start}, "end": {"dateTime": end}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Titles of the events a range query returns, in order.
+pub async fn titles_in_range(app: &App, user: &TestUser, start: &str, end: &str) -> Vec<String> {
+    let (status, body) = call(
+        app,
+        query(
+            get("/v1/events", &user.token),
+            &[("start", start), ("end", end)],
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
