@@ -1,0 +1,335 @@
+//! `make seed`: loads sample data into the running local stack (`make dev`): the demo user, a
+//! Google calendar as in the seed data, a Microsoft and an Apple calendar, and two weeks of events
+//! around today with attendees, reminders, Meet / Teams links, all-day and multi-day events, and
+//! a few clashes. Idempotent: running it again rewrites the same items.
+
+use calsync::api::App;
+use calsync::auth::hash_password;
+use calsync::config::Config;
+use calsync::ids;
+use calsync::model::{
+    Attendee, AuditEntry, Connection, ConnectionStatus, Event, Provider, Reminder, ReminderMethod,
+    ResponseStatus, SyncStatus, User,
+};
+use calsync::store::{Registration, Store};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use serde_json::json;
+
+const EMAIL: &str = "demo@calsync.dev";
+const PASSWORD: &str = "demo-password";
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// The functions' environment that `make dev` wrote (table names).
+fn dev_config() -> Result<Config, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(".dev/functions.env")
+        .map_err(|_| "no .dev/functions.env: start the stack with `make dev` first")?;
+    let vars: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Ok(Config::from_lookup(|k| vars.get(k).cloned())?)
+}
+
+fn attendee(email: &str, name: &str, status: ResponseStatus) -> Attendee {
+    Attendee {
+        email: email.into(),
+        name: Some(name.into()),
+        response_status: Some(status),
+        optional: false,
+    }
+}
+
+struct Seeder {
+    user_id: String,
+    events: Vec<Event>,
+}
+
+impl Seeder {
+    #[allow(clippy::too_many_arguments)]
+    fn timed(
+        &mut self,
+        conn: &Connection,
+        key: &str,
+        title: &str,
+        start: DateTime<Utc>,
+        minutes: i64,
+        zone: &str,
+    ) -> &mut Event {
+        let now = Store::now();
+        self.events.push(Event {
+            user_id: self.user_id.clone(),
+            connection_id: conn.id.clone(),
+            event_key: key.into(),
+            provider_event_id: Some(key.into()),
+            title: title.into(),
+            description: None,
+            location: None,
+            start_time: start,
+            end_time: start + Duration::minutes(minutes),
+            is_all_day: false,
+            start_date: None,
+            end_date: None,
+            timezone: Some(zone.into()),
+            attendees: vec![],
+            attendee_emails: vec![],
+            reminders: vec![Reminder {
+                method: ReminderMethod::Popup,
+                minutes: 10,
+            }],
+            provider_metadata: None,
+            has_conference: false,
+            sync_status: SyncStatus::Synced,
+            pending_change: None,
+            last_synced_at: Some(now),
+            is_recurring: false,
+            recurrence_rule: None,
+            recurrence_frequency: None,
+            recurrence_interval: None,
+            recurrence_end_date: None,
+            parent_event_id: None,
+            deleted_at: None,
+            purge_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        });
+        self.events.last_mut().expect("just pushed")
+    }
+
+    fn all_day(&mut self, conn: &Connection, key: &str, title: &str, first: NaiveDate, days: i64) {
+        let start = Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0).expect("midnight"));
+        let event = self.timed(conn, key, title, start, days * 24 * 60, "UTC");
+        event.is_all_day = true;
+        event.timezone = None;
+        event.start_date = Some(first);
+        event.end_date = Some(first + Duration::days(days));
+        event.reminders.clear();
+    }
+}
+
+fn connection(
+    user_id: &str,
+    provider: Provider,
+    calendar_id: &str,
+    name: &str,
+    color: &str,
+    primary: bool,
+) -> Connection {
+    Connection {
+        user_id: user_id.into(),
+        id: ids::connection_id(user_id, provider.as_str(), calendar_id),
+        provider,
+        calendar_id: calendar_id.into(),
+        calendar_name: name.into(),
+        name_override: None,
+        calendar_color: color.into(),
+        is_primary: primary,
+        is_connected: true,
+        status: ConnectionStatus::Active,
+        last_error: None,
+        token_expires_at: None,
+        sync_token: None,
+        last_synced_at: Some(Store::now()),
+        failed_refresh_count: 0,
+        deleted_at: None,
+        created_at: Store::now(),
+        event_count: 0,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let endpoint = arg("--endpoint").unwrap_or_else(|| "http://127.0.0.1:4566".into());
+    let config = dev_config()?;
+    let sdk = calsync_devstack::local_sdk_config(&endpoint).await;
+    let app = App::new(
+        Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config),
+        config,
+    );
+    let store = &app.store;
+
+    let user = match store.user_by_email(EMAIL).await? {
+        Some(user) => user,
+        None => {
+            let user = User {
+                id: ids::new_id(),
+                email: EMAIL.into(),
+                password_hash: hash_password(PASSWORD).map_err(|e| e.message)?,
+                first_name: "Demo".into(),
+                last_name: "User".into(),
+                created_at: Store::now(),
+            };
+            let audit = AuditEntry::new(&user.id, "USER_REGISTERED", "USER", Some(&user.id));
+            if store.create_user(&user, &audit).await? == Registration::EmailTaken {
+                return Err("demo user appeared concurrently; run make seed again".into());
+            }
+            user
+        }
+    };
+
+    let work = connection(
+        &user.id,
+        Provider::Google,
+        "demo@calsync.dev",
+        "Work",
+        "#4285f4",
+        true,
+    );
+    let personal = connection(
+        &user.id,
+        Provider::Microsoft,
+        "AAMkADemoPersonal",
+        "Personal (Outlook)",
+        "#0078d4",
+        false,
+    );
+    let family = connection(
+        &user.id,
+        Provider::Apple,
+        "/demo/family/",
+        "Family (iCloud)",
+        "#34c759",
+        false,
+    );
+
+    let today = Utc::now().date_naive();
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let at = |day: i64, hour: u32, minute: u32| {
+        let date = monday + Duration::days(day);
+        Utc.from_utc_datetime(&date.and_hms_opt(hour, minute, 0).expect("valid time"))
+    };
+    let mut s = Seeder {
+        user_id: user.id.clone(),
+        events: vec![],
+    };
+    for week in 0..2 {
+        for day in 0..5 {
+            let d = week * 7 + day;
+            let standup = s.timed(
+                &work,
+                &format!("standup{d}"),
+                "Daily standup",
+                at(d, 9, 30),
+                15,
+                "Europe/London",
+            );
+            standup.has_conference = true;
+            standup.provider_metadata = Some(
+                json!({"hangoutLink": format!("https://meet.google.com/std-{d:02}-dmo"),
+                "conferenceData": {"conferenceSolution": {"name": "Google Meet"}}}),
+            );
+            standup.attendees = vec![
+                attendee("demo@calsync.dev", "Demo User", ResponseStatus::Accepted),
+                attendee("ana@example.com", "Ana Lima", ResponseStatus::Accepted),
+                attendee("raj@example.com", "Raj Patel", ResponseStatus::Tentative),
+            ];
+        }
+        let one_on_one = s.timed(
+            &work,
+            &format!("1on1w{week}"),
+            "1:1 with Ana",
+            at(week * 7 + 1, 14, 0),
+            30,
+            "Europe/London",
+        );
+        one_on_one.attendees = vec![attendee(
+            "ana@example.com",
+            "Ana Lima",
+            ResponseStatus::Accepted,
+        )];
+        one_on_one.location = Some("Room 4.02".into());
+        let planning = s.timed(
+            &personal,
+            &format!("plan{week}"),
+            "Sprint planning",
+            at(week * 7 + 2, 13, 0),
+            90,
+            "Europe/London",
+        );
+        planning.has_conference = true;
+        planning.provider_metadata = Some(
+            json!({"onlineMeeting": {"joinUrl": "https://teams.microsoft.com/l/meetup-join/demo"}}),
+        );
+        planning.attendees = vec![attendee(
+            "raj@example.com",
+            "Raj Patel",
+            ResponseStatus::Accepted,
+        )];
+        s.timed(
+            &family,
+            &format!("gym{week}"),
+            "Gym",
+            at(week * 7 + 3, 18, 0),
+            60,
+            "Europe/London",
+        );
+    }
+    // Clashes: a dentist visit over the Tuesday 1:1, and school pick-up over Wednesday's planning.
+    s.timed(
+        &family,
+        "dentist",
+        "Dentist",
+        at(1, 13, 45),
+        60,
+        "Europe/London",
+    )
+    .location = Some("High St 12".into());
+    s.timed(
+        &family,
+        "pickup",
+        "School pick-up",
+        at(2, 14, 0),
+        30,
+        "Europe/London",
+    );
+    s.timed(
+        &work,
+        "review",
+        "Quarterly review",
+        at(4, 15, 0),
+        60,
+        "Europe/London",
+    )
+    .description = Some("Bring the numbers.".into());
+    s.all_day(
+        &work,
+        "offsite",
+        "Company offsite",
+        monday + Duration::days(8),
+        1,
+    );
+    s.all_day(
+        &family,
+        "holiday",
+        "Half-term holiday",
+        monday + Duration::days(10),
+        3,
+    );
+
+    for mut conn in [work, personal, family] {
+        conn.event_count = s
+            .events
+            .iter()
+            .filter(|e| e.connection_id == conn.id)
+            .count() as i64;
+        store.put_connection(&conn).await?;
+    }
+    store.put_events(&s.events).await?;
+    println!(
+        "Seeded {} events in 3 calendars for {EMAIL} (password: {PASSWORD}).",
+        s.events.len()
+    );
+    println!(
+        "Week of {monday}: try GET /v1/events?start={monday}&end={}",
+        monday + Duration::days(7)
+    );
+    Ok(())
+}
