@@ -2,10 +2,11 @@
 //!
 //! Date-range reads use the sparse `byUserTime` index (live events only). An event overlaps
 //! `[A, B)` when `start < B` and `end > A`; an index sorted by start can only bound the start, so
-//! events are split by length: those up to [`SHORT_EVENT_MAX`] long live under `USER#<id>` and are
-//! read with `start` in `[A - SHORT_EVENT_MAX, B)`; longer ones (and recurring masters) live under
-//! `USER#<id>#SPAN`, read up to `B` and filtered. Both reads filter on `end > A` in DynamoDB; the
-//! exact overlap rule is applied again here. docs/data-model.md has the measured read ratio.
+//! events are split into duration tiers ([`TIERS`]), each its own partition `USER#<id><suffix>`:
+//! a tier whose events last at most `D` is read with `start` in `[A - D, B)`; the last tier
+//! (longer events, recurring masters) is read up to `B`. Every read filters on `end > A` in
+//! DynamoDB, the tiers are read concurrently, and the exact overlap rule is applied again here.
+//! docs/data-model.md explains the choice; docs/benchmarks.md has the measured read ratio.
 
 use std::collections::HashSet;
 
@@ -17,8 +18,15 @@ use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult};
 use crate::model::{AuditEntry, Event};
 use crate::time::{key_format, TimeRange};
 
-/// The longest event kept in the short partition.
-pub const SHORT_EVENT_MAX: Duration = Duration::hours(24);
+/// Duration tiers of the byUserTime index: partition suffix and longest event kept there (`None`:
+/// unbounded). Most events are meetings of a few hours, so the first tier reads almost nothing
+/// outside the range; all-day events (23-25 h with DST) fit the second, multi-day the third.
+pub const TIERS: [(&str, Option<Duration>); 4] = [
+    ("", Some(Duration::hours(4))),
+    ("#DAY", Some(Duration::hours(26))),
+    ("#WEEK", Some(Duration::days(8))),
+    ("#SPAN", None),
+];
 /// BatchWriteItem's limit per request.
 const BATCH_WRITE_MAX: usize = 25;
 const BATCH_RETRIES: u32 = 8;
@@ -31,17 +39,19 @@ fn event_sk(event_key: &str) -> String {
     format!("EVT#{event_key}")
 }
 
-fn span_pk(user_id: &str) -> String {
-    format!("USER#{user_id}#SPAN")
-}
-
 /// The byUserTime sort key: start instant, then the event key to make it unique.
 pub fn time_sort_key(event: &Event) -> String {
     format!("{}#{}", key_format(event.start_time), event.event_key)
 }
 
-fn is_span(event: &Event) -> bool {
-    event.is_recurring || event.end_time - event.start_time > SHORT_EVENT_MAX
+/// The byUserTime partition of a live event: its duration tier.
+fn time_partition(event: &Event) -> String {
+    let length = event.end_time - event.start_time;
+    let suffix = TIERS
+        .iter()
+        .find(|(_, max)| !event.is_recurring && max.is_some_and(|max| length <= max))
+        .map_or("#SPAN", |(suffix, _)| suffix);
+    format!("{}{suffix}", user_pk(&event.user_id))
 }
 
 /// Optional narrowing of a range query, applied inside DynamoDB.
@@ -76,12 +86,7 @@ impl Store {
             ("sk", event_sk(&event.event_key)),
         ];
         if !event.is_deleted() {
-            let partition = if is_span(event) {
-                span_pk(&event.user_id)
-            } else {
-                user_pk(&event.user_id)
-            };
-            keys.push(("timePk", partition));
+            keys.push(("timePk", time_partition(event)));
             keys.push(("timeSk", time_sort_key(event)));
         }
         if event.pending_change.is_some() {
@@ -216,21 +221,25 @@ impl Store {
         let hi = key_format(q.range.end);
         // "\u{1}" sorts right after the cursor key and before any key it is a prefix of.
         let after = q.after.map(|a| format!("{a}\u{1}"));
-        let short_lo = key_format(q.range.start - SHORT_EVENT_MAX);
-        let short_lo = match &after {
-            Some(a) if *a > short_lo => a.clone(),
-            _ => short_lo,
-        };
         let wanted = q.limit + 1;
-        let short = self
-            .query_time_partition(q, user_pk(q.user_id), Some(short_lo), &hi, Some(wanted))
-            .await?;
-        let span = self
-            .query_time_partition(q, span_pk(q.user_id), after, &hi, None)
-            .await?;
-        let mut events: Vec<(String, Event)> = short
+        let tier = |(suffix, max): (&str, Option<Duration>)| {
+            let lower = max.map(|max| key_format(q.range.start - max));
+            let lo = match (&after, lower) {
+                (Some(a), Some(l)) => Some(if *a > l { a.clone() } else { l }),
+                (a, l) => a.clone().or(l),
+            };
+            let partition = format!("{}{suffix}", user_pk(q.user_id));
+            self.query_time_partition(q, partition, lo, &hi, max.map(|_| wanted))
+        };
+        let (t0, t1, t2, t3) = tokio::try_join!(
+            tier(TIERS[0]),
+            tier(TIERS[1]),
+            tier(TIERS[2]),
+            tier(TIERS[3])
+        )?;
+        let mut events: Vec<(String, Event)> = [t0, t1, t2, t3]
             .into_iter()
-            .chain(span)
+            .flatten()
             .map(|e| (time_sort_key(&e), e))
             .collect();
         events.sort_by(|a, b| a.0.cmp(&b.0));

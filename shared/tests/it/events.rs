@@ -22,6 +22,22 @@ async fn range_queries_use_overlap_semantics() {
             "2026-06-10T11:00:00Z",
         ),
         mk("inside", "2026-06-10T10:15:00Z", "2026-06-10T10:45:00Z"),
+        // Duration-tier edges: exactly 4 h, and three weeks long (the unbounded tier).
+        mk(
+            "exactly four hours",
+            "2026-06-10T07:00:00Z",
+            "2026-06-10T11:00:00Z",
+        ),
+        mk(
+            "three weeks",
+            "2026-05-25T00:00:00Z",
+            "2026-06-15T00:00:00Z",
+        ),
+        mk(
+            "three weeks, ended",
+            "2026-05-01T00:00:00Z",
+            "2026-05-22T00:00:00Z",
+        ),
         mk(
             "spans range end",
             "2026-06-10T11:30:00Z",
@@ -74,9 +90,11 @@ async fn range_queries_use_overlap_semantics() {
     assert_eq!(
         titles,
         [
+            "three weeks",
             "covers whole range, multi-day",
             "long before, ends inside",
             "all-day that day",
+            "exactly four hours",
             "spans range start",
             "inside",
             "spans range end",
