@@ -79,7 +79,10 @@ fn to_api_request(req: &Request) -> ApiRequest {
         .collect();
     ApiRequest {
         method: req.method().clone(),
-        path: req.raw_http_path().to_owned(),
+        path: match req.raw_http_path() {
+            "" => req.uri().path().to_owned(),
+            raw => raw.to_owned(),
+        },
         query,
         headers,
         body: req.body().to_vec(),

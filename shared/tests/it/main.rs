@@ -4,5 +4,6 @@
 mod accounts;
 mod calendars;
 mod events;
+mod logging;
 mod support;
 mod template;
