@@ -9,8 +9,7 @@ use std::collections::HashSet;
 
 use calsync::api::{ApiRequest, App};
 use calsync::config::Config;
-use calsync::ids;
-use calsync::model::{Connection, ConnectionStatus, Event, Provider, SyncStatus};
+use calsync::model::{Connection, Event, Provider};
 use calsync::store::Store;
 use calsync_devstack::emulator::Emulator;
 use calsync_devstack::provision::provision;
@@ -56,41 +55,22 @@ fn event(user_id: &str, conn: &str, i: usize, rng: &mut Rng) -> Event {
         let start = year_start + day;
         (start, start + Duration::days(2 + rng.below(5) as i64), true)
     };
-    let now = Store::now();
-    Event {
-        user_id: user_id.into(),
-        connection_id: conn.into(),
-        event_key: format!("bench{i:05}"),
-        provider_event_id: Some(format!("bench{i:05}")),
-        title: format!("Event {i}"),
-        description: None,
-        location: None,
-        start_time: start,
-        end_time: end,
-        is_all_day: all_day,
-        start_date: all_day.then(|| start.date_naive()),
-        end_date: all_day.then(|| end.date_naive()),
-        timezone: None,
-        attendees: vec![],
-        attendee_emails: vec![],
-        reminders: vec![],
-        provider_metadata: None,
-        has_conference: false,
-        sync_status: SyncStatus::Synced,
-        pending_change: None,
-        last_synced_at: Some(now),
-        is_recurring: false,
-        recurrence_rule: None,
-        recurrence_frequency: None,
-        recurrence_interval: None,
-        recurrence_end_date: None,
-        parent_event_id: None,
-        deleted_at: None,
-        purge_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
+    let key = format!("bench{i:05}");
+    let mut event = Event::new(
+        user_id,
+        conn,
+        &key,
+        &format!("Event {i}"),
+        (start, end),
+        Store::now(),
+    );
+    event.provider_event_id = Some(key);
+    if all_day {
+        event.is_all_day = true;
+        event.start_date = Some(start.date_naive());
+        event.end_date = Some(end.date_naive());
     }
+    event
 }
 
 #[tokio::main]
@@ -118,26 +98,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut connections = Vec::new();
     for c in 0..CALENDARS {
-        let conn = Connection {
-            user_id: user_id.clone(),
-            id: ids::connection_id(&user_id, "GOOGLE", &format!("cal{c}")),
-            provider: Provider::Google,
-            calendar_id: format!("cal{c}"),
-            calendar_name: format!("Calendar {c}"),
-            name_override: None,
-            calendar_color: "#3366cc".into(),
-            is_primary: c == 0,
-            is_connected: true,
-            status: ConnectionStatus::Active,
-            last_error: None,
-            token_expires_at: None,
-            sync_token: None,
-            last_synced_at: None,
-            failed_refresh_count: 0,
-            deleted_at: None,
-            created_at: Store::now(),
-            event_count: (EVENTS / CALENDARS) as i64,
-        };
+        let calendar_id = format!("cal{c}");
+        let mut conn = Connection::new(
+            &user_id,
+            Provider::Google,
+            &calendar_id,
+            &format!("Calendar {c}"),
+            "#3366cc",
+            Store::now(),
+        );
+        conn.is_primary = c == 0;
+        conn.event_count = (EVENTS / CALENDARS) as i64;
         app.store.put_connection(&conn).await?;
         connections.push(conn.id);
     }

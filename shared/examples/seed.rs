@@ -8,8 +8,8 @@ use calsync::auth::hash_password;
 use calsync::config::Config;
 use calsync::ids;
 use calsync::model::{
-    Attendee, AuditEntry, Connection, ConnectionStatus, Event, Provider, Reminder, ReminderMethod,
-    ResponseStatus, SyncStatus, User,
+    Attendee, AuditEntry, Connection, Event, Provider, Reminder, ReminderMethod, ResponseStatus,
+    User,
 };
 use calsync::store::{Registration, Store};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
@@ -64,43 +64,22 @@ impl Seeder {
         zone: &str,
     ) -> &mut Event {
         let now = Store::now();
-        self.events.push(Event {
-            user_id: self.user_id.clone(),
-            connection_id: conn.id.clone(),
-            event_key: key.into(),
-            provider_event_id: Some(key.into()),
-            title: title.into(),
-            description: None,
-            location: None,
-            start_time: start,
-            end_time: start + Duration::minutes(minutes),
-            is_all_day: false,
-            start_date: None,
-            end_date: None,
-            timezone: Some(zone.into()),
-            attendees: vec![],
-            attendee_emails: vec![],
-            reminders: vec![Reminder {
-                method: ReminderMethod::Popup,
-                minutes: 10,
-            }],
-            provider_metadata: None,
-            has_conference: false,
-            sync_status: SyncStatus::Synced,
-            pending_change: None,
-            last_synced_at: Some(now),
-            is_recurring: false,
-            recurrence_rule: None,
-            recurrence_frequency: None,
-            recurrence_interval: None,
-            recurrence_end_date: None,
-            parent_event_id: None,
-            deleted_at: None,
-            purge_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        });
+        let mut event = Event::new(
+            &self.user_id,
+            &conn.id,
+            key,
+            title,
+            (start, start + Duration::minutes(minutes)),
+            now,
+        );
+        event.provider_event_id = Some(key.into());
+        event.timezone = Some(zone.into());
+        event.reminders = vec![Reminder {
+            method: ReminderMethod::Popup,
+            minutes: 10,
+        }];
+        event.last_synced_at = Some(now);
+        self.events.push(event);
         self.events.last_mut().expect("just pushed")
     }
 
@@ -123,26 +102,10 @@ fn connection(
     color: &str,
     primary: bool,
 ) -> Connection {
-    Connection {
-        user_id: user_id.into(),
-        id: ids::connection_id(user_id, provider.as_str(), calendar_id),
-        provider,
-        calendar_id: calendar_id.into(),
-        calendar_name: name.into(),
-        name_override: None,
-        calendar_color: color.into(),
-        is_primary: primary,
-        is_connected: true,
-        status: ConnectionStatus::Active,
-        last_error: None,
-        token_expires_at: None,
-        sync_token: None,
-        last_synced_at: Some(Store::now()),
-        failed_refresh_count: 0,
-        deleted_at: None,
-        created_at: Store::now(),
-        event_count: 0,
-    }
+    let mut conn = Connection::new(user_id, provider, calendar_id, name, color, Store::now());
+    conn.is_primary = primary;
+    conn.last_synced_at = Some(Store::now());
+    conn
 }
 
 #[tokio::main]

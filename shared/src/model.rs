@@ -112,6 +112,37 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A newly connected, active calendar; its id is derived from what makes it unique.
+    pub fn new(
+        user_id: &str,
+        provider: Provider,
+        calendar_id: &str,
+        calendar_name: &str,
+        calendar_color: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            id: crate::ids::connection_id(user_id, provider.as_str(), calendar_id),
+            provider,
+            calendar_id: calendar_id.to_owned(),
+            calendar_name: calendar_name.to_owned(),
+            name_override: None,
+            calendar_color: calendar_color.to_owned(),
+            is_primary: false,
+            is_connected: true,
+            status: ConnectionStatus::Active,
+            last_error: None,
+            token_expires_at: None,
+            sync_token: None,
+            last_synced_at: None,
+            failed_refresh_count: 0,
+            deleted_at: None,
+            created_at: now,
+            event_count: 0,
+        }
+    }
+
     /// Events of a calendar take part in queries only while it is connected and not deleted.
     pub fn is_live(&self) -> bool {
         self.is_connected && self.deleted_at.is_none()
@@ -190,9 +221,6 @@ pub struct Event {
     pub timezone: Option<String>,
     #[serde(default)]
     pub attendees: Vec<Attendee>,
-    /// Lower-cased attendee e-mails, for the attendee filter of range queries.
-    #[serde(default)]
-    pub attendee_emails: Vec<String>,
     #[serde(default)]
     pub reminders: Vec<Reminder>,
     /// Conference links and provider extras (Meet, Teams), as the provider gave them.
@@ -229,6 +257,50 @@ pub struct Event {
 }
 
 impl Event {
+    /// A plain timed event in sync with its provider; callers set what else they know.
+    pub fn new(
+        user_id: &str,
+        connection_id: &str,
+        event_key: &str,
+        title: &str,
+        (start_time, end_time): (DateTime<Utc>, DateTime<Utc>),
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            connection_id: connection_id.to_owned(),
+            event_key: event_key.to_owned(),
+            provider_event_id: None,
+            title: title.to_owned(),
+            description: None,
+            location: None,
+            start_time,
+            end_time,
+            is_all_day: false,
+            start_date: None,
+            end_date: None,
+            timezone: None,
+            attendees: Vec::new(),
+            reminders: Vec::new(),
+            provider_metadata: None,
+            has_conference: false,
+            sync_status: SyncStatus::Synced,
+            pending_change: None,
+            last_synced_at: None,
+            is_recurring: false,
+            recurrence_rule: None,
+            recurrence_frequency: None,
+            recurrence_interval: None,
+            recurrence_end_date: None,
+            parent_event_id: None,
+            deleted_at: None,
+            purge_at: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
     pub fn public_id(&self) -> String {
         crate::ids::encode_event_id(&self.connection_id, &self.event_key)
     }

@@ -426,40 +426,20 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let reminders = reminders(body.reminders)?;
     let calendar = live_calendar(app, &user_id, &body.calendar_id).await?;
     let now = Store::now();
-    let mut event = Event {
-        user_id: user_id.clone(),
-        connection_id: calendar.id.clone(),
-        event_key: ids::new_id(),
-        provider_event_id: None,
-        title,
-        description,
-        location,
-        start_time: now,
-        end_time: now,
-        is_all_day: false,
-        start_date: None,
-        end_date: None,
-        timezone: None,
-        attendee_emails: attendees.iter().map(|a| a.email.clone()).collect(),
-        attendees,
-        reminders,
-        provider_metadata: None,
-        has_conference: false,
-        sync_status: SyncStatus::Pending,
-        pending_change: Some(PendingChange::Create),
-        last_synced_at: None,
-        is_recurring: false,
-        recurrence_rule: None,
-        recurrence_frequency: None,
-        recurrence_interval: None,
-        recurrence_end_date: None,
-        parent_event_id: None,
-        deleted_at: None,
-        purge_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
+    let mut event = Event::new(
+        &user_id,
+        &calendar.id,
+        &ids::new_id(),
+        &title,
+        (now, now),
+        now,
+    );
+    event.description = description;
+    event.location = location;
+    event.attendees = attendees;
+    event.reminders = reminders;
+    event.sync_status = SyncStatus::Pending;
+    event.pending_change = Some(PendingChange::Create);
     schedule.apply(&mut event);
     let audit = AuditEntry::new(&user_id, "EVENT_CREATED", "EVENT", Some(&event.public_id()))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
@@ -500,7 +480,6 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     }
     if let Some(list) = body.attendees {
         event.attendees = attendees(list)?;
-        event.attendee_emails = event.attendees.iter().map(|a| a.email.clone()).collect();
     }
     if let Some(list) = body.reminders {
         event.reminders = reminders(list)?;

@@ -96,7 +96,15 @@ impl Store {
                 format!("{}#{}", key_format(event.created_at), event.event_key),
             ));
         }
-        to_item(event, &keys)
+        let mut item = to_item(event, &keys)?;
+        // Derived here, so no writer can let the attendee filter disagree with the attendees.
+        let emails = event
+            .attendees
+            .iter()
+            .map(|a| AttributeValue::S(a.email.to_lowercase()))
+            .collect();
+        item.insert("attendeeEmails".into(), AttributeValue::L(emails));
+        Ok(item)
     }
 
     pub async fn event(&self, connection_id: &str, event_key: &str) -> StoreResult<Option<Event>> {

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use calsync::api::{ApiRequest, App};
 use calsync::config::Config;
 use calsync::ids;
-use calsync::model::{Connection, ConnectionStatus, Provider};
+use calsync::model::{Connection, Provider};
 use calsync::store::Store;
 use calsync_devstack::emulator::Emulator;
 use calsync_devstack::template::Template;
@@ -118,30 +118,16 @@ pub fn t(s: &str) -> DateTime<Utc> {
 
 /// A connected calendar, as the OAuth callback will create it.
 pub async fn connect(app: &App, user: &TestUser, name: &str, primary: bool) -> Connection {
-    let conn = Connection {
-        user_id: user.id.clone(),
-        id: ids::connection_id(
-            &user.id,
-            "GOOGLE",
-            &format!("{name}@group.calendar.google.com"),
-        ),
-        provider: Provider::Google,
-        calendar_id: format!("{name}@group.calendar.google.com"),
-        calendar_name: name.to_owned(),
-        name_override: None,
-        calendar_color: "#3366cc".into(),
-        is_primary: primary,
-        is_connected: true,
-        status: ConnectionStatus::Active,
-        last_error: None,
-        token_expires_at: None,
-        sync_token: None,
-        last_synced_at: None,
-        failed_refresh_count: 0,
-        deleted_at: None,
-        created_at: Store::now(),
-        event_count: 0,
-    };
+    let calendar_id = format!("{name}@group.calendar.google.com");
+    let mut conn = Connection::new(
+        &user.id,
+        Provider::Google,
+        &calendar_id,
+        name,
+        "#3366cc",
+        Store::now(),
+    );
+    conn.is_primary = primary;
     app.store.put_connection(&conn).await.unwrap();
     conn
 }
