@@ -81,10 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Template::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").as_ref())?;
     let env = provision(&sdk, &template, "bench-").await?.environment;
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
-    let app = App::new(
-        Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config),
-        config,
-    );
+    let app = App::new(&sdk, config);
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "bench@example.com", "password": "benchmark password", "firstName": "B", "lastName": "M"}));

@@ -113,10 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = arg("--endpoint").unwrap_or_else(|| "http://127.0.0.1:4566".into());
     let config = dev_config()?;
     let sdk = calsync_devstack::local_sdk_config(&endpoint).await;
-    let app = App::new(
-        Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config),
-        config,
-    );
+    let app = App::new(&sdk, config);
     let store = &app.store;
 
     let user = match store.user_by_email(EMAIL).await? {

@@ -2,6 +2,10 @@
 
 use std::env;
 
+use crate::model::Provider;
+use crate::providers::caldav::UrlPolicy;
+use crate::providers::oauth::OAuthSettings;
+
 /// Physical names of the resources a function uses, and its tunables.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -10,6 +14,17 @@ pub struct Config {
     pub events_table: String,
     pub audit_table: String,
     pub session_ttl_days: i64,
+    /// KMS key that encrypts provider secrets.
+    pub token_key_id: Option<String>,
+    pub sync_queue_url: Option<String>,
+    /// Public base URL of the API; OAuth redirect URIs are `<base>/oauth/<provider>/callback`.
+    pub oauth_callback_base: Option<String>,
+    /// Where the OAuth callback sends the browser afterwards, with only a status or error code.
+    pub app_redirect_url: Option<String>,
+    pub google: Option<OAuthSettings>,
+    pub microsoft: Option<OAuthSettings>,
+    pub caldav_default_server: String,
+    pub caldav_policy: UrlPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +51,40 @@ impl Config {
                 .filter(|d| (1..=365).contains(d))
                 .ok_or_else(|| ConfigError(format!("SESSION_TTL_DAYS={v} is not 1..=365")))?,
         };
+        let optional = |name: &str| lookup(name).filter(|v| !v.is_empty());
         Ok(Self {
             users_table: required("USERS_TABLE")?,
             connections_table: required("CONNECTIONS_TABLE")?,
             events_table: required("EVENTS_TABLE")?,
             audit_table: required("AUDIT_TABLE")?,
             session_ttl_days,
+            token_key_id: optional("TOKEN_KEY_ID"),
+            sync_queue_url: optional("SYNC_QUEUE_URL"),
+            oauth_callback_base: optional("OAUTH_CALLBACK_BASE")
+                .map(|b| b.trim_end_matches('/').to_owned()),
+            app_redirect_url: optional("APP_REDIRECT_URL"),
+            google: OAuthSettings::from_lookup(Provider::Google, &lookup),
+            microsoft: OAuthSettings::from_lookup(Provider::Microsoft, &lookup),
+            caldav_default_server: optional("CALDAV_DEFAULT_SERVER")
+                .unwrap_or_else(|| "https://caldav.icloud.com".into()),
+            caldav_policy: UrlPolicy {
+                allow_http_loopback: optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref()
+                    == Some("true"),
+            },
         })
+    }
+
+    pub fn oauth(&self, provider: Provider) -> Option<&OAuthSettings> {
+        match provider {
+            Provider::Google => self.google.as_ref(),
+            Provider::Microsoft => self.microsoft.as_ref(),
+            Provider::Apple => None,
+        }
+    }
+
+    /// The fixed redirect URI registered with `provider`.
+    pub fn redirect_uri(&self, provider: Provider) -> Option<String> {
+        let base = self.oauth_callback_base.as_ref()?;
+        Some(format!("{base}/oauth/{}/callback", provider.slug()))
     }
 }

@@ -7,15 +7,13 @@ use tracing::Instrument;
 
 use crate::api::{ApiRequest, App, RouteGroup};
 use crate::config::Config;
-use crate::store::Store;
 
 /// Builds the app from the environment; shared by every function.
 pub async fn app_from_env() -> Result<App, lambda_http::Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
     let sdk = crate::aws::load_sdk_config().await;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), &config);
-    Ok(App::new(store, config))
+    Ok(App::new(&sdk, config))
 }
 
 /// Runs an API function that serves the routes of `group`.
@@ -87,4 +85,44 @@ fn to_api_request(req: &Request) -> ApiRequest {
         headers,
         body: req.body().to_vec(),
     }
+}
+
+/// The scheduled jobs a function can run.
+#[derive(Clone, Copy, Debug)]
+pub enum Job {
+    TokenRefresh,
+    Cleanup,
+}
+
+/// Runs a scheduled job function: each EventBridge event runs the job once, at the event's time.
+pub async fn run_job(job: Job) -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let app = app_from_env().await?;
+    let app = &app;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let span =
+                tracing::info_span!("job", request_id = %event.context.request_id, job = ?job);
+            async move {
+                let now = event
+                    .payload
+                    .get("time")
+                    .and_then(|t| t.as_str())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+                let report = match job {
+                    Job::TokenRefresh => {
+                        serde_json::to_value(crate::jobs::token_refresh::run(app, now).await?)
+                    }
+                    Job::Cleanup => {
+                        serde_json::to_value(crate::jobs::cleanup::run(app, now).await?)
+                    }
+                };
+                Ok::<_, lambda_http::Error>(report?)
+            }
+            .instrument(span)
+            .await
+        },
+    ))
+    .await
 }

@@ -14,6 +14,21 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The provider's name in URLs: `google`, `microsoft`, `apple`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::Google => "google",
+            Self::Microsoft => "microsoft",
+            Self::Apple => "apple",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        [Self::Google, Self::Microsoft, Self::Apple]
+            .into_iter()
+            .find(|p| p.slug() == slug)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Google => "GOOGLE",
@@ -91,18 +106,13 @@ pub struct Connection {
     pub status: ConnectionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::time::key_serde_opt"
-    )]
-    pub token_expires_at: Option<DateTime<Utc>>,
+    /// The provider account whose credentials reach this calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub failed_refresh_count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -133,10 +143,9 @@ impl Connection {
             is_connected: true,
             status: ConnectionStatus::Active,
             last_error: None,
-            token_expires_at: None,
+            account_id: None,
             sync_token: None,
             last_synced_at: None,
-            failed_refresh_count: 0,
             deleted_at: None,
             created_at: now,
             event_count: 0,
@@ -151,6 +160,90 @@ impl Connection {
     pub fn display_name(&self) -> &str {
         self.name_override.as_deref().unwrap_or(&self.calendar_name)
     }
+}
+
+/// Where a CalDAV account's calendars live, found by discovery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalDavLocation {
+    pub server_url: String,
+    pub principal_url: String,
+    pub home_url: String,
+    pub username: String,
+}
+
+/// A signed-in provider account: the credentials every calendar of that account uses. Tokens are
+/// per account, not per calendar, because refresh tokens rotate: two calendars holding copies of
+/// one token would invalidate each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderAccount {
+    pub user_id: String,
+    pub id: String,
+    pub provider: Provider,
+    /// The account's login at the provider (e-mail or user name).
+    pub account_email: String,
+    /// OAuth access token, or the CalDAV app password (sealed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<crate::crypto::Sealed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<crate::crypto::Sealed>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::key_serde_opt"
+    )]
+    pub token_expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub failed_refresh_count: u32,
+    pub is_connected: bool,
+    pub status: ConnectionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caldav: Option<CalDavLocation>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProviderAccount {
+    pub fn new(user_id: &str, provider: Provider, account_email: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            id: crate::ids::connection_id(
+                user_id,
+                provider.as_str(),
+                &format!("account:{account_email}"),
+            ),
+            provider,
+            account_email: account_email.to_owned(),
+            access_token: None,
+            refresh_token: None,
+            token_expires_at: None,
+            failed_refresh_count: 0,
+            is_connected: true,
+            status: ConnectionStatus::Active,
+            last_error: None,
+            caldav: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A pending OAuth authorisation (the seed's OAuthState). Stored under the SHA-256 of `state`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthState {
+    pub user_id: String,
+    pub provider: Provider,
+    /// The PKCE verifier, kept server-side; only its S256 challenge left this service.
+    pub pkce_verifier: String,
+    /// Epoch seconds; the TTL attribute.
+    pub expires_at: i64,
+    #[serde(default)]
+    pub consumed: bool,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

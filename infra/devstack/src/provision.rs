@@ -102,12 +102,22 @@ pub async fn provision(
             _ => {}
         }
     }
-    let variables = template
+    // Locally every function shares one environment: the globals plus each function's own.
+    let mut variables = template
         .globals
         .pointer("/Function/Environment/Variables")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    for resource in template.resources.values() {
+        if let Some(own) = resource
+            .properties
+            .pointer("/Environment/Variables")
+            .and_then(Value::as_object)
+        {
+            variables.extend(own.clone());
+        }
+    }
     for (key, value) in &variables {
         let resolved = resolve(Some(value), template, &out)
             .ok_or_else(|| fail("Globals", format!("cannot resolve {key}")))?;

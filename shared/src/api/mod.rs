@@ -4,17 +4,20 @@
 
 mod accounts;
 mod calendars;
+mod connections;
 mod events;
 mod input;
 pub mod openapi;
 pub mod routes;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::crypto::TokenCipher;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
 pub use routes::{Operation, RouteGroup};
@@ -107,11 +110,16 @@ impl ApiResponse {
     }
 }
 
-/// Everything a handler needs: the store and the configuration.
+/// Everything a handler needs: the store, the configuration and the clients of other services.
 #[derive(Clone)]
 pub struct App {
     pub store: Store,
     pub config: Config,
+    /// Seals provider secrets; `None` when no KMS key is configured.
+    pub cipher: Option<Arc<TokenCipher>>,
+    pub sqs: aws_sdk_sqs::Client,
+    /// For provider calls.
+    pub http: reqwest::Client,
 }
 
 /// A matched route: which operation, with which path parameters.
@@ -121,8 +129,25 @@ struct Matched<'r> {
 }
 
 impl App {
-    pub fn new(store: Store, config: Config) -> Self {
-        Self { store, config }
+    /// Builds every client from one SDK configuration.
+    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Self {
+        let cipher = config
+            .token_key_id
+            .as_ref()
+            .map(|key| Arc::new(TokenCipher::new(aws_sdk_kms::Client::new(sdk), key.clone())));
+        Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), &config),
+            cipher,
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            http: crate::providers::http_client(),
+            config,
+        }
+    }
+
+    pub(crate) fn cipher(&self) -> ApiResult<&TokenCipher> {
+        self.cipher
+            .as_deref()
+            .ok_or_else(|| ApiError::internal("TOKEN_KEY_ID is not configured"))
     }
 
     /// Serves one request. `group` limits the routes to one function's (None serves them all).
@@ -156,8 +181,14 @@ impl App {
                 format!("the body may be at most {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let id = m.params.iter().find(|(k, _)| *k == "id").map(|(_, v)| *v);
-        let id = || id.ok_or_else(|| ApiError::internal("route without {id}"));
+        let param = |name: &str| {
+            m.params
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| ApiError::internal(format!("route without {{{name}}}")))
+        };
+        let id = || param("id");
         use Operation as Op;
         match m.operation {
             Op::Register => accounts::register(self, req).await,
@@ -174,6 +205,8 @@ impl App {
             Op::GetEvent => events::get(self, req, id()?).await,
             Op::UpdateEvent => events::update(self, req, id()?).await,
             Op::DeleteEvent => events::delete(self, req, id()?).await,
+            Op::StartConnection => connections::start(self, req, param("provider")?).await,
+            Op::OAuthCallback => connections::callback(self, req, param("provider")?).await,
         }
     }
 

@@ -4,7 +4,7 @@
 use http::Method;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{accounts, calendars, events};
+use super::{accounts, calendars, connections, events};
 
 /// The Lambda function that serves a route; each has its own least-privilege policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,6 +12,8 @@ pub enum RouteGroup {
     Accounts,
     Calendars,
     Events,
+    Connections,
+    OAuthCallback,
 }
 
 impl RouteGroup {
@@ -21,6 +23,8 @@ impl RouteGroup {
             Self::Accounts => "accounts-api",
             Self::Calendars => "calendars-api",
             Self::Events => "events-api",
+            Self::Connections => "connections-api",
+            Self::OAuthCallback => "oauth-callback",
         }
     }
 
@@ -29,6 +33,7 @@ impl RouteGroup {
             Self::Accounts => "accounts",
             Self::Calendars => "calendars",
             Self::Events => "events",
+            Self::Connections | Self::OAuthCallback => "connections",
         }
     }
 }
@@ -49,6 +54,8 @@ pub enum Operation {
     GetEvent,
     UpdateEvent,
     DeleteEvent,
+    StartConnection,
+    OAuthCallback,
 }
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -273,6 +280,32 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[],
         request: None,
         response: (204, None),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/connections/{provider}",
+        operation: Operation::StartConnection,
+        group: RouteGroup::Connections,
+        summary: "Connect an account: google / microsoft answer an authorization URL; apple takes an app-specific password (body) and connects at once",
+        authenticated: true,
+        query: &[],
+        request: Some(schema::<connections::AppleConnectRequest>),
+        response: (201, Some(schema::<connections::AuthorizationDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/oauth/{provider}/callback",
+        operation: Operation::OAuthCallback,
+        group: RouteGroup::OAuthCallback,
+        summary: "Where the provider sends the browser back; redirects to the app with a status code",
+        authenticated: false,
+        query: &[
+            param("state", true, "The state of the authorization URL."),
+            param("code", false, "The authorization code."),
+            param("error", false, "The provider's error, e.g. access_denied."),
+        ],
+        request: None,
+        response: (302, None),
     },
 ];
 

@@ -19,7 +19,7 @@ pub(crate) fn conn_sk(connection_id: &str) -> String {
     format!("CONN#{connection_id}")
 }
 
-fn shard_of(connection_id: &str) -> String {
+pub(crate) fn shard_of(connection_id: &str) -> String {
     let sum = connection_id.bytes().fold(0u32, |acc, b| {
         acc.wrapping_mul(31).wrapping_add(u32::from(b))
     });
@@ -43,16 +43,8 @@ impl Store {
                 "nextSyncAt",
                 key_format(conn.last_synced_at.unwrap_or(conn.created_at)),
             ));
-            if conn.token_expires_at.is_some() {
-                keys.push(("refreshShard", shard_of(&conn.id)));
-            }
         }
-        let mut item = to_item(conn, &keys)?;
-        // tokenExpiresAt (key-formatted) is the index's sort key: only live connections keep it.
-        if !conn.is_live() {
-            item.remove("tokenExpiresAt");
-        }
-        Ok(item)
+        to_item(conn, &keys)
     }
 
     /// Writes a connection whole (used when a calendar is connected or re-connected).
@@ -163,7 +155,7 @@ impl Store {
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(deletedAt)")
             .update_expression(
                 "SET deletedAt = :now, isConnected = :false \
-                 REMOVE syncShard, nextSyncAt, refreshShard, syncToken",
+                 REMOVE syncShard, nextSyncAt, syncToken",
             )
             .expression_attribute_values(":now", s(key_format(now)))
             .expression_attribute_values(

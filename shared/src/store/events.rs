@@ -27,9 +27,6 @@ pub const TIERS: [(&str, Option<Duration>); 4] = [
     ("#WEEK", Some(Duration::days(8))),
     ("#SPAN", None),
 ];
-/// BatchWriteItem's limit per request.
-const BATCH_WRITE_MAX: usize = 25;
-const BATCH_RETRIES: u32 = 8;
 
 fn conn_pk(connection_id: &str) -> String {
     format!("CONN#{connection_id}")
@@ -161,45 +158,17 @@ impl Store {
     /// Writes many events with BatchWriteItem (25 a request), retrying unprocessed items with
     /// backoff. Idempotent: the key is (connection, event key). Counts are the caller's to adjust.
     pub async fn put_events(&self, events: &[Event]) -> StoreResult<()> {
-        for chunk in events.chunks(BATCH_WRITE_MAX) {
-            let mut requests = chunk
-                .iter()
-                .map(|e| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(self.event_item(e)?))
-                        .build()
-                        .map_err(|e| StoreError::Backend(e.to_string()))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                if attempt > 0 {
-                    let backoff = 25u64 << attempt.min(6);
-                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
-                }
-                if attempt > BATCH_RETRIES {
-                    return Err(StoreError::Throttled(format!(
-                        "{} events still unprocessed after {BATCH_RETRIES} retries",
-                        requests.len()
-                    )));
-                }
-                self.stats.write();
-                let out = self
-                    .ddb
-                    .batch_write_item()
-                    .request_items(&self.events, requests)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.events))
-                    .unwrap_or_default();
-                attempt += 1;
-            }
-        }
-        Ok(())
+        let requests = events
+            .iter()
+            .map(|e| {
+                let put = PutRequest::builder()
+                    .set_item(Some(self.event_item(e)?))
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.write_batch(&self.events, requests).await
     }
 
     /// Events of a connection waiting to be written back, oldest first (seed pattern 5).

@@ -1,9 +1,12 @@
 //! DynamoDB persistence. Each module owns one table's access patterns (docs/data-model.md); no
 //! module ever scans. Multi-item changes are transactions, so nothing is ever half-written.
 
+mod accounts;
 mod audit;
 mod connections;
 mod events;
+mod expiry;
+mod oauth_states;
 mod users;
 
 use std::collections::HashMap;
@@ -12,13 +15,15 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub use accounts::Lease;
 pub use audit::AuditPage;
-pub use connections::CalendarChanges;
+pub use connections::{CalendarChanges, SYNC_SHARDS};
 pub use events::{time_sort_key, EventFilter, EventPage, RangeQuery};
+pub use oauth_states::{Rejected, StateRejection};
 pub use users::Registration;
 
 use crate::config::Config;
@@ -156,6 +161,42 @@ impl Store {
             .map_err(StoreError::from_sdk)?;
         self.stats.read(u64::from(out.item.is_some()));
         Ok(out.item)
+    }
+
+    /// BatchWriteItem in requests of 25, retrying unprocessed items with capped backoff.
+    async fn write_batch(&self, table: &str, requests: Vec<WriteRequest>) -> StoreResult<()> {
+        const BATCH_WRITE_MAX: usize = 25;
+        const RETRIES: u32 = 8;
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > RETRIES {
+                    return Err(StoreError::Throttled(format!(
+                        "{} writes still unprocessed after {RETRIES} retries",
+                        pending.len()
+                    )));
+                }
+                if attempt > 0 {
+                    let backoff = 25u64 << attempt.min(6);
+                    tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                }
+                self.stats.write();
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {

@@ -57,8 +57,7 @@ pub async fn sdk() -> aws_config::SdkConfig {
 pub async fn app() -> App {
     let env = &stack().environment;
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk().await), &config);
-    App::new(store, config)
+    App::new(&sdk().await, config)
 }
 
 /// Sends a request through the whole API; returns status and JSON body (Null for none).

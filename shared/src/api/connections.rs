@@ -1,0 +1,381 @@
+//! Connecting calendars: OAuth (Google, Microsoft) with state + PKCE, and CalDAV (Apple) with an
+//! app-specific password. Tokens and passwords are sealed under KMS before they are stored.
+
+use chrono::{DateTime, Duration, Utc};
+use http::StatusCode;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::calendars::CalendarDto;
+use super::input::{self, json_body};
+use super::{ApiRequest, ApiResponse, App};
+use crate::crypto::{Secret, SecretContext};
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::model::{AuditEntry, CalDavLocation, Connection, OAuthState, Provider, ProviderAccount};
+use crate::providers::caldav::CalDavClient;
+use crate::providers::oauth::{self, Pkce, TokenSet};
+use crate::providers::{google, microsoft, DiscoveredAccount, ProviderError};
+use crate::queue::SyncRequest;
+use crate::store::{StateRejection, Store};
+
+/// How long a user has to finish the provider's consent screen.
+const STATE_TTL_MINUTES: i64 = 15;
+const DEFAULT_COLOR: &str = "#3366cc";
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationDto {
+    /// Send the user's browser here; the provider redirects back to our callback.
+    pub authorization_url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppleConnectRequest {
+    /// The Apple ID (or CalDAV user name).
+    pub username: String,
+    /// An app-specific password (appleid.apple.com → Sign-In and Security).
+    pub app_password: String,
+    /// Defaults to https://caldav.icloud.com.
+    #[serde(default)]
+    pub server_url: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDto {
+    pub id: String,
+    pub provider: Provider,
+    pub email: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectedDto {
+    pub account: AccountDto,
+    pub calendars: Vec<CalendarDto>,
+}
+
+fn provider_param(slug: &str) -> ApiResult<Provider> {
+    Provider::from_slug(slug).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            format!("unknown provider {slug:?}; use google, microsoft or apple"),
+        )
+    })
+}
+
+/// `POST /v1/connections/{provider}`.
+pub async fn start(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let provider = provider_param(slug)?;
+    if provider == Provider::Apple {
+        return connect_caldav(app, req, &user_id).await;
+    }
+    let (Some(settings), Some(redirect_uri)) = (
+        app.config.oauth(provider),
+        app.config.redirect_uri(provider),
+    ) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "provider_not_configured",
+            format!("{} is not configured on this server", provider.slug()),
+        ));
+    };
+    let state = ids::new_secret_token();
+    let pkce = Pkce::new();
+    let now = Store::now();
+    let expires_at = now + Duration::minutes(STATE_TTL_MINUTES);
+    let record = OAuthState {
+        user_id: user_id.clone(),
+        provider,
+        pkce_verifier: pkce.verifier.clone(),
+        expires_at: expires_at.timestamp(),
+        consumed: false,
+        created_at: now,
+    };
+    app.store
+        .create_oauth_state(&ids::sha256_hex(&state), &record)
+        .await?;
+    let authorization_url = oauth::authorization_url(settings, &redirect_uri, &state, &pkce)
+        .map_err(ApiError::internal)?;
+    ApiResponse::json(
+        StatusCode::CREATED,
+        &AuthorizationDto {
+            authorization_url,
+            expires_at,
+        },
+    )
+}
+
+/// Where the browser goes after the callback: the configured app URL with a code, nothing more.
+fn finish(app: &App, outcome: Result<(Provider, usize), &'static str>) -> ApiResult<ApiResponse> {
+    let query = match outcome {
+        Ok((provider, n)) => format!(
+            "status=connected&provider={}&calendars={n}",
+            provider.slug()
+        ),
+        Err(code) => format!("status=error&error={code}"),
+    };
+    match &app.config.app_redirect_url {
+        Some(target) => {
+            let separator = if target.contains('?') { '&' } else { '?' };
+            Ok(ApiResponse {
+                status: StatusCode::FOUND,
+                headers: vec![("location".into(), format!("{target}{separator}{query}"))],
+                body: None,
+            })
+        }
+        None => ApiResponse::ok(&serde_json::json!({ "result": query })),
+    }
+}
+
+/// `GET /oauth/{provider}/callback?state&code` (or `&error`), from the user's browser.
+pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
+    let provider = provider_param(slug)?;
+    let (Some(settings), Some(redirect_uri)) = (
+        app.config.oauth(provider),
+        app.config.redirect_uri(provider),
+    ) else {
+        return finish(app, Err("provider_not_configured"));
+    };
+    let Some(state) = req
+        .query
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
+        return finish(app, Err("state_missing"));
+    };
+    let consumed = app
+        .store
+        .consume_oauth_state(&ids::sha256_hex(state), provider, Utc::now().timestamp())
+        .await?;
+    let record = match consumed {
+        Ok(record) => record,
+        Err(rejected) => {
+            let code = match rejected.reason {
+                StateRejection::Unknown => "state_unknown",
+                StateRejection::Expired => "state_expired",
+                StateRejection::Used => "state_used",
+                StateRejection::WrongProvider => "state_invalid",
+            };
+            tracing::warn!(
+                reason = code,
+                provider = provider.slug(),
+                "OAuth callback refused"
+            );
+            if let Some(user_id) = rejected.user_id {
+                let audit =
+                    AuditEntry::new(&user_id, "OAUTH_CALLBACK_REJECTED", "OAUTH_STATE", None)
+                        .failed(code)
+                        .with_metadata(serde_json::json!({ "provider": provider.slug() }));
+                app.store.append_audit(&audit).await?;
+            }
+            return finish(app, Err(code));
+        }
+    };
+    let audit_failure = |code: &'static str| {
+        AuditEntry::new(&record.user_id, "CALENDAR_CONNECT_FAILED", "ACCOUNT", None)
+            .failed(code)
+            .with_metadata(serde_json::json!({ "provider": provider.slug() }))
+    };
+    if let Some(error) = req.query.get("error") {
+        let code = if error == "access_denied" {
+            "access_denied"
+        } else {
+            "provider_error"
+        };
+        app.store.append_audit(&audit_failure(code)).await?;
+        return finish(app, Err(code));
+    }
+    let Some(code) = req
+        .query
+        .get("code")
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+    else {
+        app.store
+            .append_audit(&audit_failure("code_missing"))
+            .await?;
+        return finish(app, Err("code_missing"));
+    };
+    let result = async {
+        let tokens = oauth::exchange_code(
+            &app.http,
+            settings,
+            &redirect_uri,
+            code,
+            &record.pkce_verifier,
+        )
+        .await?;
+        let discovered = match provider {
+            Provider::Google => {
+                google::discover(&app.http, &settings.api_base, &tokens.access_token).await?
+            }
+            _ => microsoft::discover(&app.http, &settings.api_base, &tokens.access_token).await?,
+        };
+        Ok::<_, ProviderError>((tokens, discovered))
+    }
+    .await;
+    let (tokens, discovered) = match result {
+        Ok(found) => found,
+        Err(err) => {
+            let code = match err {
+                ProviderError::InvalidGrant => "invalid_grant",
+                _ => "provider_unavailable",
+            };
+            tracing::warn!(error = %err, provider = provider.slug(), "OAuth exchange failed");
+            app.store.append_audit(&audit_failure(code)).await?;
+            return finish(app, Err(code));
+        }
+    };
+    let (_, calendars) = save_account(
+        app,
+        &record.user_id,
+        provider,
+        discovered,
+        Credentials::OAuth(tokens),
+    )
+    .await?;
+    finish(app, Ok((provider, calendars.len())))
+}
+
+/// What reaches an account's calendars.
+enum Credentials {
+    OAuth(TokenSet),
+    CalDav {
+        location: CalDavLocation,
+        password: Secret,
+    },
+}
+
+/// Stores (or refreshes) the account with its sealed secrets and its calendars, queues their
+/// first sync and records the connection. Idempotent: connecting again updates, never duplicates.
+async fn save_account(
+    app: &App,
+    user_id: &str,
+    provider: Provider,
+    discovered: DiscoveredAccount,
+    credentials: Credentials,
+) -> ApiResult<(ProviderAccount, Vec<Connection>)> {
+    let now = Store::now();
+    let mut account = ProviderAccount::new(user_id, provider, &discovered.email, now);
+    if let Some(existing) = app.store.account(user_id, &account.id).await? {
+        account.created_at = existing.created_at;
+    }
+    let cipher = app.cipher()?;
+    let context = |field| SecretContext {
+        user_id,
+        account_id: &account.id,
+        field,
+    };
+    let (access, refresh, expires_at, caldav) = match credentials {
+        Credentials::OAuth(tokens) => (
+            tokens.access_token,
+            tokens.refresh_token,
+            tokens.expires_at,
+            None,
+        ),
+        Credentials::CalDav { location, password } => (password, None, None, Some(location)),
+    };
+    let sealed_access = cipher
+        .seal(&access, context("access_token"))
+        .await
+        .map_err(ApiError::internal)?;
+    let sealed_refresh = match &refresh {
+        Some(token) => Some(
+            cipher
+                .seal(token, context("refresh_token"))
+                .await
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+    account.access_token = Some(sealed_access);
+    account.refresh_token = sealed_refresh;
+    account.token_expires_at = expires_at;
+    account.caldav = caldav;
+    app.store.put_account(&account).await?;
+
+    let mut calendars = Vec::with_capacity(discovered.calendars.len());
+    for found in discovered.calendars {
+        let color = found.color.as_deref().unwrap_or(DEFAULT_COLOR);
+        let mut calendar = Connection::new(user_id, provider, &found.id, &found.name, color, now);
+        calendar.account_id = Some(account.id.clone());
+        calendar.is_primary = found.primary;
+        calendars.push(app.store.upsert_calendar(&calendar).await?);
+    }
+    for calendar in &calendars {
+        app.enqueue_sync(&SyncRequest {
+            user_id: user_id.to_owned(),
+            connection_id: calendar.id.clone(),
+            reason: "connected".into(),
+        })
+        .await?;
+    }
+    let audit = AuditEntry::new(user_id, "CALENDAR_CONNECTED", "ACCOUNT", Some(&account.id))
+        .with_metadata(
+            serde_json::json!({ "provider": provider.slug(), "calendars": calendars.len() }),
+        );
+    app.store.append_audit(&audit).await?;
+    Ok((account, calendars))
+}
+
+/// `POST /v1/connections/apple`: CalDAV discovery with the user's app-specific password.
+async fn connect_caldav(app: &App, req: &ApiRequest, user_id: &str) -> ApiResult<ApiResponse> {
+    let body: AppleConnectRequest = json_body(req)?;
+    let username = input::required_text(&body.username, "username", 320)?;
+    if body.app_password.is_empty() || body.app_password.len() > 256 {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "appPassword must be 1 to 256 characters",
+        ));
+    }
+    let password = Secret::new(body.app_password);
+    let server = body
+        .server_url
+        .unwrap_or_else(|| app.config.caldav_default_server.clone());
+    let client = CalDavClient {
+        http: &app.http,
+        username: &username,
+        password: &password,
+        policy: app.config.caldav_policy,
+    };
+    let (location, calendars) = client.discover(&server).await.map_err(|err| match err {
+        ProviderError::Unauthorized => ApiError::bad_request(
+            "invalid_credentials",
+            "the CalDAV server rejected the user name or app-specific password",
+        ),
+        ProviderError::Refused(why) => ApiError::bad_request("invalid_server_url", why),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+            format!("CalDAV discovery failed: {other}"),
+        ),
+    })?;
+    let discovered = DiscoveredAccount {
+        email: username,
+        calendars,
+    };
+    let (account, calendars) = save_account(
+        app,
+        user_id,
+        Provider::Apple,
+        discovered,
+        Credentials::CalDav { location, password },
+    )
+    .await?;
+    ApiResponse::json(
+        StatusCode::CREATED,
+        &ConnectedDto {
+            account: AccountDto {
+                id: account.id,
+                provider: account.provider,
+                email: account.account_email,
+            },
+            calendars: calendars.iter().map(CalendarDto::from).collect(),
+        },
+    )
+}

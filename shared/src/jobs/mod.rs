@@ -1,0 +1,4 @@
+//! Scheduled jobs (EventBridge): token refresh and cleanup.
+
+pub mod cleanup;
+pub mod token_refresh;

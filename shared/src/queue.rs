@@ -1,0 +1,41 @@
+//! The sync queue (SQS FIFO): one message asks for one sync of one calendar. The message group is
+//! the calendar, so two syncs of one calendar are never delivered at once; the deduplication id
+//! makes a repeated request within SQS's five-minute window a no-op.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::App;
+use crate::error::ApiError;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    pub user_id: String,
+    pub connection_id: String,
+    /// Why: `connected`, `scheduled`, `manual`.
+    pub reason: String,
+}
+
+impl App {
+    /// Queues a sync; a no-op (logged) where no queue is configured.
+    pub async fn enqueue_sync(&self, request: &SyncRequest) -> Result<(), ApiError> {
+        let Some(queue) = &self.config.sync_queue_url else {
+            tracing::warn!(connection = %request.connection_id, "SYNC_QUEUE_URL not set; sync not queued");
+            return Ok(());
+        };
+        let minute = chrono::Utc::now().timestamp() / 60;
+        self.sqs
+            .send_message()
+            .queue_url(queue)
+            .message_group_id(&request.connection_id)
+            .message_deduplication_id(format!(
+                "{}:{}:{minute}",
+                request.connection_id, request.reason
+            ))
+            .message_body(serde_json::to_string(request).map_err(ApiError::internal)?)
+            .send()
+            .await
+            .map_err(|e| ApiError::internal(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}

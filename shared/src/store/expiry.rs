@@ -1,0 +1,73 @@
+//! The sparse `byExpiry` index of the Users table: sessions and OAuth states by expiry, sharded,
+//! so the cleanup job finds what has expired without a scan (TTL deletes lazily, and the local
+//! emulator never does).
+
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+
+use super::{n, s, Store, StoreError, StoreResult};
+
+/// Shards per kind: spreads the writes of many logins over partitions.
+pub const EXPIRY_SHARDS: u32 = 4;
+
+pub(crate) fn expiry_key(kind: &str, hash: &str) -> String {
+    let shard = u32::from_str_radix(&hash[..hash.len().min(4)], 16).unwrap_or(0) % EXPIRY_SHARDS;
+    format!("{kind}#{shard}")
+}
+
+impl Store {
+    /// Deletes up to `limit` items of `kind` ("SESSION" or "OAUTH") that expired before `now`.
+    /// Returns how many were deleted.
+    pub async fn delete_expired(
+        &self,
+        kind: &str,
+        now_epoch: i64,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        let mut deleted = 0;
+        for shard in 0..EXPIRY_SHARDS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .ddb
+                    .query()
+                    .table_name(&self.users)
+                    .index_name("byExpiry")
+                    .key_condition_expression("expiryPk = :pk AND expiresAt <= :now")
+                    .expression_attribute_values(":pk", s(format!("{kind}#{shard}")))
+                    .expression_attribute_values(":now", n(now_epoch))
+                    .limit(25)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                self.stats
+                    .read(u64::try_from(page.scanned_count).unwrap_or(0));
+                let deletes = page
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| {
+                        let key = [
+                            ("pk", item.get("pk")?.clone()),
+                            ("sk", item.get("sk")?.clone()),
+                        ];
+                        let delete = DeleteRequest::builder()
+                            .set_key(Some(
+                                key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                            ))
+                            .build()
+                            .ok()?;
+                        Some(WriteRequest::builder().delete_request(delete).build())
+                    })
+                    .collect::<Vec<_>>();
+                deleted += deletes.len();
+                self.write_batch(&self.users, deletes).await?;
+                start = page.last_evaluated_key;
+                if start.is_none() || deleted >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,122 @@
+//! OAuth states in the Users table: `OAUTH#<sha256(state)>` / `OAUTH`, TTL `expiresAt`. A state
+//! is consumed by ONE conditional update, so of two callbacks carrying it only one proceeds.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::expiry::expiry_key;
+use super::{from_item, n, s, to_item, Store, StoreError, StoreResult};
+use crate::model::{OAuthState, Provider};
+
+const OAUTH: &str = "OAUTH";
+
+fn state_pk(state_hash: &str) -> String {
+    format!("OAUTH#{state_hash}")
+}
+
+/// A refused state, with the user it was issued to when it was ever issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub reason: StateRejection,
+    pub user_id: Option<String>,
+}
+
+/// Why a callback's state was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateRejection {
+    /// Never issued (or already cleaned up): possibly forged.
+    Unknown,
+    Expired,
+    /// Already used by an earlier callback.
+    Used,
+    /// Issued for another provider's flow.
+    WrongProvider,
+}
+
+impl Store {
+    pub async fn create_oauth_state(
+        &self,
+        state_hash: &str,
+        state: &OAuthState,
+    ) -> StoreResult<()> {
+        let item = to_item(
+            state,
+            &[
+                ("pk", state_pk(state_hash)),
+                ("sk", OAUTH.into()),
+                ("expiryPk", expiry_key(OAUTH, state_hash)),
+            ],
+        )?;
+        self.stats.write();
+        self.ddb
+            .put_item()
+            .table_name(&self.users)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+
+    /// Marks the state used if it exists, is unused, unexpired and of this provider; otherwise
+    /// says which of those failed. Consuming also moves its expiry to now, so cleanup removes it.
+    pub async fn consume_oauth_state(
+        &self,
+        state_hash: &str,
+        provider: Provider,
+        now_epoch: i64,
+    ) -> StoreResult<Result<OAuthState, Rejected>> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.users)
+            .key("pk", s(state_pk(state_hash)))
+            .key("sk", s(OAUTH))
+            .condition_expression(
+                "attribute_exists(pk) AND consumed = :false AND expiresAt > :now AND provider = :provider",
+            )
+            .update_expression("SET consumed = :true, expiresAt = :now")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", n(now_epoch))
+            .expression_attribute_values(":provider", s(provider.as_str()))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Ok(from_item(out.attributes.unwrap_or_default())?)),
+            Err(err) => {
+                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+                let old = match err.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                        Some(e.item.clone())
+                    }
+                    _ => None,
+                };
+                match old {
+                    None => Err(StoreError::from_sdk(err)),
+                    Some(None) => Ok(Err(Rejected {
+                        reason: StateRejection::Unknown,
+                        user_id: None,
+                    })),
+                    Some(Some(item)) => {
+                        let state: OAuthState = from_item(item)?;
+                        let reason = if state.consumed {
+                            StateRejection::Used
+                        } else if state.provider != provider {
+                            StateRejection::WrongProvider
+                        } else {
+                            StateRejection::Expired
+                        };
+                        Ok(Err(Rejected {
+                            reason,
+                            user_id: Some(state.user_id),
+                        }))
+                    }
+                }
+            }
+        }
+    }
+}
