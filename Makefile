@@ -8,7 +8,7 @@ CACHE ?= $(HOME)/.cache/calsync
 VENV ?= $(CACHE)/venv
 # Build output is shared by every clone on this machine; a clean build also works.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
-export MOTO_SERVER := $(VENV)/bin/moto_server
+export CALSYNC_VENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
 REQUIREMENTS_HASH := $(shell sha256sum infra/requirements.txt | cut -c1-16)
@@ -19,7 +19,7 @@ LAMBDA_PORT ?= 9000
 API_PORT ?= 3000
 export AWS_PORT LAMBDA_PORT API_PORT
 
-.PHONY: help venv dev seed test lint fmt bench build deploy clean
+.PHONY: help venv node dev seed test lint fmt bench build deploy clean
 
 help:
 	@echo "make dev    - run the stack on 127.0.0.1 (API on :$(API_PORT)); Ctrl-C stops it"
@@ -45,7 +45,14 @@ dev: venv
 seed: venv
 	cargo run --quiet -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)
 
-test: venv
+OIDC_STAMP := infra/oidc-provider/node_modules/.package-lock.json
+
+node: $(OIDC_STAMP)
+
+$(OIDC_STAMP): infra/oidc-provider/package-lock.json
+	npm ci --prefix infra/oidc-provider --no-audit --no-fund --loglevel=error
+
+test: venv node
 	cfn-lint template.yaml
 	cargo test --workspace --all-targets
 

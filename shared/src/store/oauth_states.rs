@@ -74,9 +74,10 @@ impl Store {
             .key("pk", s(state_pk(state_hash)))
             .key("sk", s(OAUTH))
             .condition_expression(
-                "attribute_exists(pk) AND consumed = :false AND expiresAt > :now AND provider = :provider",
+                "attribute_exists(pk) AND #consumed = :false AND expiresAt > :now AND provider = :provider",
             )
-            .update_expression("SET consumed = :true, expiresAt = :now")
+            .update_expression("SET #consumed = :true, expiresAt = :now")
+            .expression_attribute_names("#consumed", "consumed")
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":now", n(now_epoch))

@@ -82,7 +82,11 @@ impl Store {
     ) -> StoreResult<()> {
         let item = to_item(
             session,
-            &[("pk", session_pk(token_hash)), ("sk", SESSION.into())],
+            &[
+                ("pk", session_pk(token_hash)),
+                ("sk", SESSION.into()),
+                ("expiryPk", super::expiry::expiry_key(SESSION, token_hash)),
+            ],
         )?;
         let put = Put::builder()
             .table_name(&self.users)

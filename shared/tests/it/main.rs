@@ -3,6 +3,7 @@
 
 mod accounts;
 mod calendars;
+mod connect;
 mod events;
 mod logging;
 mod support;

@@ -55,9 +55,52 @@ pub async fn sdk() -> aws_config::SdkConfig {
 }
 
 pub async fn app() -> App {
-    let env = &stack().environment;
+    app_with(&[]).await
+}
+
+/// An app whose configuration is the template's with `overrides` on top.
+pub async fn app_with(overrides: &[(&str, String)]) -> App {
+    let mut env = stack().environment.clone();
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), v.clone());
+    }
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
     App::new(&sdk().await, config)
+}
+
+/// An app on tables of its own (same emulator), for tests of jobs that sweep a whole table:
+/// other tests' items must not be swept, and theirs must not be touched.
+pub async fn isolated_app(tag: &str, overrides: &[(&str, String)]) -> App {
+    let sdk = sdk().await;
+    let template = Template::load(TEMPLATE.as_ref()).expect("template.yaml");
+    let mut env = provision(&sdk, &template, &format!("it-{tag}-"))
+        .await
+        .expect("provision")
+        .environment;
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    App::new(&sdk, config)
+}
+
+/// The raw stored item, as DynamoDB holds it.
+pub async fn raw_item(
+    table_var: &str,
+    pk: &str,
+    sk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(&sdk().await)
+        .get_item()
+        .table_name(&stack().environment[table_var])
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
 }
 
 /// Sends a request through the whole API; returns status and JSON body (Null for none).

@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Checks the provider emulator's Google side against Google's own published artefacts.
+
+    python check_google.py http://127.0.0.1:PORT
+
+1. Runs the OAuth 2.0 authorization-code flow with PKCE (S256) against the emulator by hand:
+   authorize, read the 302 without following it, exchange the code, refresh.
+2. Validates every calendarList page (maxResults=1, walked to the end, and one default page)
+   against the `CalendarList` / `CalendarListEntry` schemas of the Calendar v3 discovery document
+   shipped in google-api-python-client: each emitted field must exist with the right JSON type
+   (and, where the document lists the possible values, one of them); the fields calsync relies on
+   must be present.
+3. Lists the calendars once more through google-api-python-client itself (built from that same
+   discovery document, pointed at the emulator), including its `list_next` paging, and has the
+   library's `HttpError` parse the emulator's 401 body.
+
+Only the emulator is contacted. Exits non-zero with one line per mismatch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import zoneinfo
+
+import googleapiclient
+import googleapiclient.discovery
+import googleapiclient.errors
+import httplib2
+
+CLIENT_ID = "fidelity-check.apps.googleusercontent.test"
+CLIENT_SECRET = "fidelity-secret"
+REDIRECT_URI = "http://127.0.0.1:1/oauth/callback"  # never contacted: the 302 is read, not followed
+SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
+ACCOUNT = "alice@gmail.test"
+
+# Fields calsync reads from each calendarList entry / page.
+REQUIRED_ENTRY = [
+    "kind", "etag", "id", "summary", "timeZone", "colorId", "backgroundColor",
+    "foregroundColor", "accessRole", "defaultReminders", "conferenceProperties",
+]
+REQUIRED_LIST = ["kind", "etag", "items"]
+# Documented in Google's OAuth 2.0 for Web Server Applications guide.
+TOKEN_FIELDS = {"access_token", "expires_in", "refresh_token", "scope", "token_type", "id_token",
+                "refresh_token_expires_in"}
+
+errors: list[str] = []
+
+
+def fail(message: str) -> None:
+    errors.append(message)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: D102 - read the 302 ourselves
+        return None
+
+
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+
+
+def http(method: str, url: str, *, form: dict | None = None, headers: dict | None = None):
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if form is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with OPENER.open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def load_discovery() -> dict:
+    path = os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents",
+                        "calendar.v3.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema validation against the discovery document
+
+
+def documented_values(schema: dict) -> list[str] | None:
+    """The `enum`, or the values a description lists as 'Possible values are: - "x" ...'."""
+    if "enum" in schema:
+        return schema["enum"]
+    description = schema.get("description", "")
+    if re.search(r"possible values (are|is)", description, re.IGNORECASE):
+        values = re.findall(r'^\s*-\s*"([^"]+)"', description, re.MULTILINE)
+        return values or None
+    return None
+
+
+def validate(value, schema: dict, schemas: dict, path: str) -> None:
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"]]
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return fail(f"{path}: expected an object, got {type(value).__name__}")
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                validate(item, properties[key], schemas, f"{path}.{key}")
+            elif extra is not None:
+                validate(item, extra, schemas, f"{path}[{key!r}]")
+            else:
+                fail(f"{path}.{key}: not a field of {schema.get('id', 'this object')} in the discovery document")
+    elif kind == "array":
+        if not isinstance(value, list):
+            return fail(f"{path}: expected an array, got {type(value).__name__}")
+        for i, item in enumerate(value):
+            validate(item, schema["items"], schemas, f"{path}[{i}]")
+    elif kind == "string":
+        if not isinstance(value, str):
+            return fail(f"{path}: expected a string, got {json.dumps(value)}")
+        if schema.get("format") in ("int64", "uint64") and not re.fullmatch(r"-?\d+", value):
+            fail(f"{path}: {schema['format']} string expected, got {value!r}")
+        allowed = documented_values(schema)
+        if allowed and value not in allowed:
+            fail(f"{path}: {value!r} is not one of the documented values {allowed}")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            fail(f"{path}: expected a boolean, got {json.dumps(value)}")
+    elif kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(f"{path}: expected an integer, got {json.dumps(value)}")
+    elif kind == "number":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            fail(f"{path}: expected a number, got {json.dumps(value)}")
+    elif kind != "any":
+        fail(f"{path}: the discovery document has type {kind!r}, which this check does not know")
+
+
+def check_page(page: dict, schemas: dict, path: str) -> None:
+    validate(page, {"$ref": "CalendarList"}, schemas, path)
+    for field in REQUIRED_LIST:
+        if field not in page:
+            fail(f"{path}: required field {field!r} missing")
+    if page.get("kind") != schemas["CalendarList"]["properties"]["kind"]["default"]:
+        fail(f"{path}.kind: {page.get('kind')!r}")
+    if ("nextPageToken" in page) == ("nextSyncToken" in page):
+        fail(f"{path}: exactly one of nextPageToken / nextSyncToken must be present")
+    entry_kind = schemas["CalendarListEntry"]["properties"]["kind"]["default"]
+    for i, entry in enumerate(page.get("items", [])):
+        where = f"{path}.items[{i}]"
+        for field in REQUIRED_ENTRY:
+            if field not in entry:
+                fail(f"{where}: required field {field!r} missing")
+        if entry.get("kind") != entry_kind:
+            fail(f"{where}.kind: {entry.get('kind')!r}, expected {entry_kind!r}")
+        for color in ("backgroundColor", "foregroundColor"):
+            if color in entry and not re.fullmatch(r"#[0-9a-f]{6}", entry[color]):
+                fail(f"{where}.{color}: {entry[color]!r} is not in the '#0088aa' format")
+        if "colorId" in entry and not re.fullmatch(r"\d+", entry["colorId"]):
+            fail(f"{where}.colorId: {entry['colorId']!r} is not a colors-endpoint id")
+        if "etag" in entry and not re.fullmatch(r'"[^"]+"', entry["etag"]):
+            fail(f"{where}.etag: {entry['etag']!r} is not a quoted entity tag")
+        if isinstance(entry.get("timeZone"), str):
+            try:
+                zoneinfo.ZoneInfo(entry["timeZone"])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                fail(f"{where}.timeZone: {entry['timeZone']!r} is not an IANA time zone")
+        if "primary" in entry and entry["primary"] is not True:
+            fail(f"{where}.primary: Google omits the field rather than sending {entry['primary']!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# OAuth
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def oauth(base: str) -> dict:
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(16)
+    query = urllib.parse.urlencode({
+        "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "response_type": "code",
+        "scope": SCOPE, "state": state, "code_challenge": challenge,
+        "code_challenge_method": "S256", "access_type": "offline", "prompt": "consent",
+        "login_hint": ACCOUNT,
+    })
+    status, headers, _ = http("GET", f"{base}/google/o/oauth2/v2/auth?{query}")
+    location = headers.get("Location") or headers.get("location")
+    if status != 302 or not location:
+        raise SystemExit(f"check_google: authorize answered {status} without a redirect")
+    target = urllib.parse.urlsplit(location)
+    if f"{target.scheme}://{target.netloc}{target.path}" != REDIRECT_URI:
+        fail(f"authorize: redirected to {location}, not to the redirect_uri")
+    params = urllib.parse.parse_qs(target.query)
+    if params.get("state") != [state]:
+        fail(f"authorize: state not returned unchanged: {params.get('state')}")
+    if "error" in params or "code" not in params:
+        raise SystemExit(f"check_google: authorize redirected with {params}")
+    code = params["code"][0]
+    if "scope" not in params:
+        fail("authorize: the redirect carries no scope")
+
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "code_verifier": verifier}
+    status, headers, body = http("POST", f"{base}/google/token", form=form)
+    if status != 200:
+        raise SystemExit(f"check_google: token exchange answered {status}: {body!r}")
+    token = json.loads(body)
+    for field, kind in [("access_token", str), ("expires_in", int), ("refresh_token", str),
+                        ("scope", str), ("token_type", str)]:
+        if not isinstance(token.get(field), kind):
+            fail(f"token: {field} missing or not a {kind.__name__}: {token.get(field)!r}")
+    if token.get("token_type") != "Bearer":
+        fail(f"token: token_type {token.get('token_type')!r}")
+    for field in set(token) - TOKEN_FIELDS:
+        fail(f"token: undocumented field {field!r}")
+    if "no-store" not in headers.get("Cache-Control", headers.get("cache-control", "")):
+        fail("token: the response may be cached (no Cache-Control: no-store)")
+
+    # The code is single-use; a second exchange is invalid_grant.
+    status, _, body = http("POST", f"{base}/google/token", form=form)
+    if status != 400 or json.loads(body).get("error") != "invalid_grant":
+        fail(f"token: a redeemed code answered {status} {body!r}, expected 400 invalid_grant")
+
+    # Refresh: a new access token and no new refresh token (Google does not rotate them).
+    status, _, body = http("POST", f"{base}/google/token", form={
+        "grant_type": "refresh_token", "refresh_token": token.get("refresh_token", ""),
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    refreshed = json.loads(body) if status == 200 else {}
+    if status != 200 or not refreshed.get("access_token"):
+        fail(f"refresh: answered {status} {body!r}")
+    if "refresh_token" in refreshed:
+        fail("refresh: Google does not return a new refresh_token")
+    return token
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    base = sys.argv[1].rstrip("/")
+    discovery = load_discovery()
+    schemas = discovery["schemas"]
+    token = oauth(base)
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    url = f"{base}/google/calendar/v3/users/me/calendarList"
+
+    # Walk every page one entry at a time.
+    walked, page_token, pages = [], None, 0
+    while True:
+        pages += 1
+        query = {"maxResults": 1, **({"pageToken": page_token} if page_token else {})}
+        status, headers, body = http("GET", f"{url}?{urllib.parse.urlencode(query)}", headers=auth)
+        if status != 200:
+            fail(f"calendarList page {pages}: {status} {body[:200]!r}")
+            break
+        if not headers.get("Content-Type", headers.get("content-type", "")).startswith("application/json"):
+            fail(f"calendarList page {pages}: content type {headers.get('Content-Type')!r}")
+        page = json.loads(body)
+        check_page(page, schemas, f"calendarList(page {pages})")
+        if len(page.get("items", [])) > 1:
+            fail(f"calendarList page {pages}: {len(page['items'])} items for maxResults=1")
+        walked += page.get("items", [])
+        page_token = page.get("nextPageToken")
+        if not page_token or pages > 50:
+            sync_token = page.get("nextSyncToken")
+            break
+
+    status, _, body = http("GET", url, headers=auth)
+    full = json.loads(body) if status == 200 else {}
+    check_page(full, schemas, "calendarList(default page)")
+    ids = [e.get("id") for e in full.get("items", [])]
+    if [e.get("id") for e in walked] != ids:
+        fail(f"calendarList: paging one by one gave {[e.get('id') for e in walked]}, one page gave {ids}")
+    primaries = [e.get("id") for e in walked if e.get("primary")]
+    if primaries != [ACCOUNT]:
+        fail(f"calendarList: the primary calendar must be the account e-mail, got {primaries}")
+    if len(walked) < 2:
+        fail("calendarList: the default account should have several calendars")
+
+    # Incremental sync with the last page's token: nothing changed, so no items.
+    status, _, body = http("GET", f"{url}?{urllib.parse.urlencode({'syncToken': sync_token or ''})}", headers=auth)
+    if status != 200 or json.loads(body).get("items") != []:
+        fail(f"calendarList(syncToken): expected 200 with no items, got {status} {body[:200]!r}")
+
+    # The error shape, read by google-api-python-client's own HttpError.
+    status, headers, body = http("GET", url)
+    if status != 401:
+        fail(f"calendarList without a token: {status}, expected 401")
+    error = googleapiclient.errors.HttpError(httplib2.Response({"status": status}), body, uri=url)
+    parsed = json.loads(body).get("error", {})
+    if error.status_code != 401 or not error.reason or error.reason != parsed.get("message"):
+        fail(f"401 body: HttpError read reason {error.reason!r}")
+    if parsed.get("status") != "UNAUTHENTICATED" or parsed.get("code") != 401 or not isinstance(error.error_details, list):
+        fail(f"401 body: {parsed}")
+    for detail in parsed.get("errors", []):
+        if not {"message", "domain", "reason"} <= set(detail):
+            fail(f"401 body: errors[] entry {detail} lacks message/domain/reason")
+
+    # The client library itself, built from the same discovery document, against the emulator.
+    class BearerHttp(httplib2.Http):
+        def request(self, uri, method="GET", body=None, headers=None, **kwargs):
+            headers = dict(headers or {}, authorization=f"Bearer {token['access_token']}")
+            return super().request(uri, method, body=body, headers=headers, **kwargs)
+
+    service = googleapiclient.discovery.build_from_document(
+        discovery, http=BearerHttp(proxy_info=None, timeout=10),
+        client_options={"api_endpoint": f"{base}/google/calendar/v3/"})
+    listed, request = [], service.calendarList().list(maxResults=2)
+    while request is not None:
+        response = request.execute()
+        listed += [e["id"] for e in response.get("items", [])]
+        request = service.calendarList().list_next(request, response)
+    if listed != ids:
+        fail(f"google-api-python-client listed {listed}, expected {ids}")
+
+    if errors:
+        print(f"check_google: {len(errors)} mismatch(es) with the Calendar v3 discovery document / Google OAuth:",
+              file=sys.stderr)
+        for message in errors:
+            print(f"  - {message}", file=sys.stderr)
+        return 1
+    print(f"check_google: OK ({len(walked)} calendars over {pages} pages match calendar.v3 "
+          f"revision {discovery.get('revision')}; google-api-python-client paged them too)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

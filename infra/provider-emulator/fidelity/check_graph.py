@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Checks the provider emulator's Microsoft side with the official Microsoft Graph Python SDK's models.
+
+    python check_graph.py http://127.0.0.1:PORT
+
+1. Runs the identity platform v2.0 authorization-code flow with PKCE against the emulator by hand
+   (authorize, read the 302, redeem the code), then a refresh, checking that the refresh token
+   rotates and that the redeemed one is refused with invalid_grant / AADSTS70000.
+2. Has msgraph-sdk's `User`, `CalendarCollectionResponse` / `Calendar` and `ODataError` models parse
+   `/me`, every page of `/me/calendars` (walked through `@odata.nextLink`) and a 401 body, through
+   kiota's `ParseNodeFactoryRegistry` with the response's own Content-Type, exactly as the SDK's
+   request adapter does. Every emitted field must be a property of the model (only OData
+   annotations may land in `additional_data`), must survive a round trip through kiota's JSON
+   writer unchanged (a wrong JSON type or an unknown enum value would be dropped), and the parsed
+   objects must carry the values calsync reads (id, name, is_default_calendar, hex_color,
+   owner.address, odata_next_link).
+
+Only the emulator is contacted. Exits non-zero with one line per mismatch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from kiota_abstractions.serialization import ParseNodeFactoryRegistry
+from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
+from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
+from msgraph.generated.models.calendar import Calendar
+from msgraph.generated.models.calendar_collection_response import CalendarCollectionResponse
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.user import User
+
+CLIENT_ID = "00000000-0000-0000-0000-00000000f1de"
+CLIENT_SECRET = "fidelity-secret"
+REDIRECT_URI = "http://127.0.0.1:1/oauth/callback"  # never contacted: the 302 is read, not followed
+SCOPE = "openid offline_access User.Read Calendars.Read"
+ACCOUNT = "bob@outlook.test"
+# Documented token response fields (identity platform v2.0 auth-code flow).
+TOKEN_FIELDS = {"token_type", "scope", "expires_in", "ext_expires_in", "access_token",
+                "refresh_token", "id_token", "refresh_token_expires_in"}
+ERROR_FIELDS = {"error", "error_description", "error_codes", "timestamp", "trace_id",
+                "correlation_id", "error_uri", "suberror", "claims"}
+
+errors: list[str] = []
+
+
+def fail(message: str) -> None:
+    errors.append(message)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: D102 - read the 302 ourselves
+        return None
+
+
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+
+
+def http(method: str, url: str, *, form: dict | None = None, headers: dict | None = None):
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if form is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with OPENER.open(request, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+# ------------------------------------------------------------------------------------------------
+# Parsing with the SDK's models
+
+
+REGISTRY = ParseNodeFactoryRegistry()
+REGISTRY.CONTENT_TYPE_ASSOCIATED_FACTORIES["application/json"] = JsonParseNodeFactory()
+
+
+def parse(model, headers: dict, body: bytes, what: str):
+    """Parses `body` as `model` the way the SDK's request adapter does; checks the round trip."""
+    content_type = headers.get("content-type", "")
+    try:
+        node = REGISTRY.get_root_parse_node(content_type, body)
+    except Exception as error:  # the SDK would fail the same way
+        fail(f"{what}: the SDK cannot parse Content-Type {content_type!r}: {error}")
+        return None
+    parsed = node.get_object_value(model)
+    raw = json.loads(body)
+    check_additional_data(parsed, what)
+    writer = JsonSerializationWriter()
+    writer.write_object_value(None, parsed)
+    round_trip = json.loads(writer.get_serialized_content())
+    compare(raw, round_trip, what)
+    return parsed
+
+
+def check_additional_data(obj, path: str) -> None:
+    """Fields a model does not declare go to additional_data: only OData annotations may."""
+    extra = getattr(obj, "additional_data", None) or {}
+    for key in extra:
+        if not key.startswith("@odata."):
+            fail(f"{path}.{key}: not a property of {type(obj).__name__} in msgraph-sdk")
+    for name, value in vars(obj).items():
+        if name == "additional_data":
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if hasattr(item, "get_field_deserializers"):
+                    check_additional_data(item, f"{path}.{name}[{i}]")
+        elif hasattr(value, "get_field_deserializers"):
+            check_additional_data(value, f"{path}.{name}")
+
+
+def compare(raw, round_trip, path: str) -> None:
+    """Every emitted value must come back unchanged from the SDK model."""
+    if isinstance(raw, dict):
+        if not isinstance(round_trip, dict):
+            return fail(f"{path}: parsed as {round_trip!r}")
+        for key, value in raw.items():
+            if value is None:
+                continue  # Graph sends null for unset nullable properties; the writer omits them
+            if key not in round_trip:
+                fail(f"{path}.{key}: {json.dumps(value)} was dropped by the SDK model (wrong type or unknown value)")
+            else:
+                compare(value, round_trip[key], f"{path}.{key}")
+    elif isinstance(raw, list):
+        if not isinstance(round_trip, list) or len(raw) != len(round_trip):
+            return fail(f"{path}: {json.dumps(raw)} came back as {json.dumps(round_trip)}")
+        for i, (a, b) in enumerate(zip(raw, round_trip)):
+            compare(a, b, f"{path}[{i}]")
+    elif raw != round_trip:
+        fail(f"{path}: {json.dumps(raw)} came back as {json.dumps(round_trip)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# OAuth
+
+
+def oauth(base: str) -> dict:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(16)
+    authority = f"{base}/microsoft/common/oauth2/v2.0"
+    query = urllib.parse.urlencode({
+        "client_id": CLIENT_ID, "redirect_uri": REDIRECT_URI, "response_type": "code",
+        "response_mode": "query", "scope": SCOPE, "state": state, "code_challenge": challenge,
+        "code_challenge_method": "S256", "login_hint": ACCOUNT,
+    })
+    status, headers, _ = http("GET", f"{authority}/authorize?{query}")
+    location = headers.get("location")
+    if status != 302 or not location:
+        raise SystemExit(f"check_graph: authorize answered {status} without a redirect")
+    params = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+    if params.get("state") != [state]:
+        fail(f"authorize: state not returned unchanged: {params.get('state')}")
+    if "code" not in params:
+        raise SystemExit(f"check_graph: authorize redirected with {params}")
+
+    status, headers, body = http("POST", f"{authority}/token", form={
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "authorization_code",
+        "code": params["code"][0], "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
+        "scope": SCOPE})
+    if status != 200:
+        raise SystemExit(f"check_graph: code redemption answered {status}: {body!r}")
+    token = check_token(json.loads(body), "token(authorization_code)")
+
+    refresh_form = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                    "grant_type": "refresh_token", "refresh_token": token.get("refresh_token", ""),
+                    "scope": SCOPE}
+    status, _, body = http("POST", f"{authority}/token", form=refresh_form)
+    if status != 200:
+        fail(f"token(refresh_token): {status} {body!r}")
+        return token
+    refreshed = check_token(json.loads(body), "token(refresh_token)")
+    if refreshed.get("refresh_token") in (None, token.get("refresh_token")):
+        fail("token(refresh_token): the refresh token did not rotate")
+    status, _, body = http("POST", f"{authority}/token", form=refresh_form)
+    error = json.loads(body) if body else {}
+    if status != 400 or error.get("error") != "invalid_grant" or 70000 not in error.get("error_codes", []):
+        fail(f"token(redeemed refresh_token): {status} {body!r}, expected 400 invalid_grant AADSTS70000")
+    for field in set(error) - ERROR_FIELDS:
+        fail(f"token error: undocumented field {field!r}")
+    if not str(error.get("error_description", "")).startswith("AADSTS70000:"):
+        fail(f"token error: error_description {error.get('error_description')!r}")
+    return refreshed
+
+
+def check_token(token: dict, what: str) -> dict:
+    for field, kind in [("token_type", str), ("scope", str), ("expires_in", int),
+                        ("ext_expires_in", int), ("access_token", str), ("refresh_token", str)]:
+        if not isinstance(token.get(field), kind):
+            fail(f"{what}: {field} missing or not a {kind.__name__}: {token.get(field)!r}")
+    if token.get("token_type") != "Bearer":
+        fail(f"{what}: token_type {token.get('token_type')!r}")
+    for field in set(token) - TOKEN_FIELDS:
+        fail(f"{what}: undocumented field {field!r}")
+    return token
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    base = sys.argv[1].rstrip("/")
+    token = oauth(base)
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    graph = f"{base}/microsoft/v1.0"
+
+    status, headers, body = http("GET", f"{graph}/me", headers=auth)
+    if status != 200:
+        raise SystemExit(f"check_graph: /me answered {status}: {body!r}")
+    raw_me = json.loads(body)
+    me = parse(User, headers, body, "/me")
+    if me is not None:
+        if not me.id or me.id != raw_me.get("id"):
+            fail(f"/me: User.id {me.id!r}")
+        if me.mail != ACCOUNT or me.user_principal_name != ACCOUNT:
+            fail(f"/me: User.mail {me.mail!r}, user_principal_name {me.user_principal_name!r}")
+        if not me.display_name:
+            fail("/me: User.display_name is empty")
+        if (me.additional_data or {}).get("@odata.context") != "https://graph.microsoft.com/v1.0/$metadata#users/$entity":
+            fail(f"/me: @odata.context {(me.additional_data or {}).get('@odata.context')!r}")
+
+    # Walk /me/calendars one calendar per page through @odata.nextLink.
+    walked, url, pages = [], f"{graph}/me/calendars", 0
+    prefer = {**auth, "Prefer": "odata.maxpagesize=1"}
+    while url and pages < 50:
+        pages += 1
+        status, headers, body = http("GET", url, headers=prefer)
+        if status != 200:
+            fail(f"/me/calendars page {pages}: {status} {body[:200]!r}")
+            break
+        raw = json.loads(body)
+        page = parse(CalendarCollectionResponse, headers, body, f"/me/calendars(page {pages})")
+        if page is None:
+            break
+        if page.odata_next_link != raw.get("@odata.nextLink"):
+            fail(f"/me/calendars page {pages}: odata_next_link {page.odata_next_link!r}")
+        if len(page.value or []) > 1:
+            fail(f"/me/calendars page {pages}: {len(page.value)} calendars for odata.maxpagesize=1")
+        if headers.get("preference-applied") != "odata.maxpagesize=1":
+            fail(f"/me/calendars page {pages}: Preference-Applied {headers.get('preference-applied')!r}")
+        for i, (calendar, raw_calendar) in enumerate(zip(page.value or [], raw.get("value", []))):
+            where = f"/me/calendars(page {pages}).value[{i}]"
+            if not isinstance(calendar, Calendar):
+                fail(f"{where}: parsed as {type(calendar).__name__}")
+                continue
+            for attr, key in [("id", "id"), ("name", "name"), ("is_default_calendar", "isDefaultCalendar"),
+                              ("hex_color", "hexColor")]:
+                if getattr(calendar, attr) is None or getattr(calendar, attr) != raw_calendar.get(key):
+                    fail(f"{where}: Calendar.{attr} is {getattr(calendar, attr)!r}, the body has {raw_calendar.get(key)!r}")
+            if calendar.owner is None or calendar.owner.address != ACCOUNT:
+                fail(f"{where}: Calendar.owner.address {getattr(calendar.owner, 'address', None)!r}")
+            if calendar.color is None:
+                fail(f"{where}: Calendar.color {raw_calendar.get('color')!r} is not a CalendarColor")
+            walked.append(calendar)
+        url = page.odata_next_link
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            if not url.startswith(f"{graph}/me/calendars?") or "$skiptoken" not in urllib.parse.parse_qs(parts.query):
+                fail(f"/me/calendars page {pages}: nextLink {url!r} is not an absolute URL with a $skiptoken")
+    if pages < 2:
+        fail("/me/calendars: expected several pages with odata.maxpagesize=1")
+    defaults = [c.name for c in walked if c.is_default_calendar]
+    if len(defaults) != 1:
+        fail(f"/me/calendars: exactly one default calendar expected, got {defaults}")
+
+    # $top paging keeps $top in the nextLink; the default page size holds everything.
+    status, headers, body = http("GET", f"{graph}/me/calendars?$top=1", headers=auth)
+    page = parse(CalendarCollectionResponse, headers, body, "/me/calendars?$top=1") if status == 200 else None
+    if page is None or not page.odata_next_link or "$top=1" not in page.odata_next_link:
+        fail(f"/me/calendars?$top=1: nextLink {getattr(page, 'odata_next_link', None)!r} should keep $top")
+    status, headers, body = http("GET", f"{graph}/me/calendars", headers=auth)
+    page = parse(CalendarCollectionResponse, headers, body, "/me/calendars") if status == 200 else None
+    if page is None or [c.id for c in page.value or []] != [c.id for c in walked] or page.odata_next_link:
+        fail("/me/calendars: the default page differs from the walked pages")
+
+    # A 401 parsed by the SDK's ODataError model.
+    status, headers, body = http("GET", f"{graph}/me/calendars", headers={"Authorization": "Bearer not-a-token"})
+    if status != 401:
+        fail(f"/me/calendars with a bad token: {status}, expected 401")
+    else:
+        error = parse(ODataError, headers, body, "401 body")
+        main_error = getattr(error, "error", None)
+        if main_error is None or main_error.code != "InvalidAuthenticationToken" or not main_error.message:
+            fail(f"401 body: ODataError.error {main_error!r}")
+        elif main_error.inner_error is None or not main_error.inner_error.request_id or main_error.inner_error.date is None:
+            fail(f"401 body: innerError {main_error.inner_error!r}")
+
+    if errors:
+        print(f"check_graph: {len(errors)} mismatch(es) with msgraph-sdk's models / the identity platform:",
+              file=sys.stderr)
+        for message in errors:
+            print(f"  - {message}", file=sys.stderr)
+        return 1
+    print(f"check_graph: OK (/me and {len(walked)} calendars over {pages} pages parse losslessly "
+          f"into msgraph-sdk models; refresh tokens rotate)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
