@@ -89,7 +89,10 @@ pub async fn provision(
                     .get("AliasName")
                     .map(scalar_text)
                     .unwrap_or_default();
-                let target = resolve(resource.properties.get("TargetKeyId"), template, &out)
+                // Prefixed like every other resource, so several stacks share one emulator.
+                let alias = format!("alias/{prefix}{}", alias.trim_start_matches("alias/"));
+                let target = resolve(
+resource.properties.get("TargetKeyId"), template, &out)
                     .ok_or_else(|| fail(name, "unresolvable TargetKeyId"))?;
                 kms.create_alias()
                     .alias_name(&alias)
