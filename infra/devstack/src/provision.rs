@@ -91,8 +91,7 @@ pub async fn provision(
                     .unwrap_or_default();
                 // Prefixed like every other resource, so several stacks share one emulator.
                 let alias = format!("alias/{prefix}{}", alias.trim_start_matches("alias/"));
-                let target = resolve(
-resource.properties.get("TargetKeyId"), template, &out)
+                let target = resolve(resource.properties.get("TargetKeyId"), template, &out)
                     .ok_or_else(|| fail(name, "unresolvable TargetKeyId"))?;
                 kms.create_alias()
                     .alias_name(&alias)

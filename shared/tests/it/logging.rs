@@ -104,3 +104,110 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
         assert!(!text.contains(secret), "a secret reached the log");
     }
 }
+
+#[tokio::test]
+async fn a_connect_refresh_and_failure_run_logs_no_secret() {
+    use calsync::crypto::SecretContext;
+    use calsync::jobs::token_refresh::{self, Outcome};
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _guard = tracing::subscriber::set_default(calsync::telemetry::subscriber(
+        move || writer.clone(),
+        EnvFilter::new("trace"),
+    ));
+    let (emulator, app, user) = crate::oauth_flow::setup("secret-logs").await;
+    let query = crate::oauth_flow::consent(&app, &user, "google").await;
+    assert!(crate::oauth_flow::callback(&app, "google", &query)
+        .await
+        .contains("status=connected"));
+    let account_id = app.store.connections(&user.id).await.unwrap()[0]
+        .account_id
+        .clone()
+        .unwrap();
+    let cipher = app.cipher.clone().unwrap();
+    let ctx = |field| SecretContext {
+        user_id: &user.id,
+        account_id: &account_id,
+        field,
+    };
+    let mut secrets = vec![
+        query["state"].clone(),
+        query["code"].clone(),
+        user.token.clone(),
+        "google-client-secret-value".to_owned(),
+        "a long enough password".to_owned(),
+    ];
+    let account = app
+        .store
+        .account(&user.id, &account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    secrets.push(
+        cipher
+            .open(account.access_token.as_ref().unwrap(), ctx("access_token"))
+            .await
+            .unwrap()
+            .expose()
+            .to_owned(),
+    );
+    secrets.push(
+        cipher
+            .open(
+                account.refresh_token.as_ref().unwrap(),
+                ctx("refresh_token"),
+            )
+            .await
+            .unwrap()
+            .expose()
+            .to_owned(),
+    );
+
+    let outcome = token_refresh::refresh_account(&app, &user.id, &account_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Refreshed);
+    let account = app
+        .store
+        .account(&user.id, &account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    secrets.push(
+        cipher
+            .open(account.access_token.as_ref().unwrap(), ctx("access_token"))
+            .await
+            .unwrap()
+            .expose()
+            .to_owned(),
+    );
+
+    // The grant dies at the provider: the next refresh fails with invalid_grant.
+    let fault = serde_json::json!({"pathPrefix": "/google/token", "status": 400,
+        "body": "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been expired or revoked.\"}", "times": 1});
+    reqwest::Client::new()
+        .post(format!("{}/admin/faults", emulator.base_url))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    let outcome = token_refresh::refresh_account(&app, &user.id, &account_id, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::ReauthorizationRequired);
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.lines().count() > 20,
+        "the run was logged at trace level:\n{text}"
+    );
+    assert!(text.contains("token refresh failed"));
+    for secret in &secrets {
+        assert!(
+            secret.len() >= 8 && !text.contains(secret.as_str()),
+            "a secret reached the log: {}...",
+            &secret[..4]
+        );
+    }
+}

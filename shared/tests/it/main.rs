@@ -6,5 +6,7 @@ mod calendars;
 mod connect;
 mod events;
 mod logging;
+mod oauth_flow;
+
 mod support;
 mod template;

@@ -1,0 +1,429 @@
+//! The whole OAuth connection flow against the Google and Microsoft emulators: start, consent,
+//! callback, stored accounts and calendars, queued first syncs, state rejections, disconnect.
+
+use std::collections::HashMap;
+
+use calsync::api::{ApiRequest, App};
+use calsync::crypto::SecretContext;
+use calsync::ids;
+use calsync::model::{OAuthState, Provider};
+use calsync_provider_emulator::EmulatorHandle;
+use chrono::{Duration, Utc};
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::*;
+
+const API: &str = "http://127.0.0.1:3000";
+const APP_URL: &str = "https://app.calsync.test/connected";
+
+fn oauth_config(emulator: &EmulatorHandle) -> Vec<(&'static str, String)> {
+    let base = &emulator.base_url;
+    vec![
+        ("OAUTH_CALLBACK_BASE", API.into()),
+        ("APP_REDIRECT_URL", APP_URL.into()),
+        ("GOOGLE_CLIENT_ID", "calsync-google".into()),
+        ("GOOGLE_CLIENT_SECRET", "google-client-secret-value".into()),
+        ("GOOGLE_AUTH_URL", format!("{base}/google/o/oauth2/v2/auth")),
+        ("GOOGLE_TOKEN_URL", format!("{base}/google/token")),
+        ("GOOGLE_REVOKE_URL", format!("{base}/google/revoke")),
+        ("GOOGLE_API_BASE", format!("{base}/google/calendar/v3")),
+        ("MICROSOFT_CLIENT_ID", "calsync-microsoft".into()),
+        (
+            "MICROSOFT_CLIENT_SECRET",
+            "microsoft-client-secret-value".into(),
+        ),
+        (
+            "MICROSOFT_AUTH_URL",
+            format!("{base}/microsoft/common/oauth2/v2.0/authorize"),
+        ),
+        (
+            "MICROSOFT_TOKEN_URL",
+            format!("{base}/microsoft/common/oauth2/v2.0/token"),
+        ),
+        ("MICROSOFT_API_BASE", format!("{base}/microsoft/v1.0")),
+    ]
+}
+
+pub(crate) async fn setup(tag: &str) -> (EmulatorHandle, App, TestUser) {
+    let emulator = calsync_provider_emulator::spawn().expect("provider emulator");
+    let app = app_with(&oauth_config(&emulator)).await;
+    let user = register(&app, tag).await;
+    (emulator, app, user)
+}
+
+/// Starts a connection and lets the emulator consent; returns the callback's query (state, code).
+pub(crate) async fn consent(app: &App, user: &TestUser, provider: &str) -> HashMap<String, String> {
+    let (status, body) = call(
+        app,
+        send(
+            Method::POST,
+            &format!("/v1/connections/{provider}"),
+            &user.token,
+            &Value::Null,
+        )
+        .with_json(&serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["authorizationUrl"].as_str().unwrap();
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    assert!(
+        url.contains(&format!(
+            "redirect_uri={}",
+            urlencode(&format!("{API}/oauth/{provider}/callback"))
+        )),
+        "{url}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = browser.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(
+        location
+            .as_str()
+            .starts_with(&format!("{API}/oauth/{provider}/callback")),
+        "{location}"
+    );
+    location.query_pairs().into_owned().collect()
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The browser arriving at our callback; returns where we send it next.
+pub(crate) async fn callback(app: &App, provider: &str, query: &HashMap<String, String>) -> String {
+    let mut req = ApiRequest::new(Method::GET, &format!("/oauth/{provider}/callback"));
+    for (k, v) in query {
+        req = req.with_query(k, v);
+    }
+    let response = app.handle(None, req).await;
+    assert_eq!(response.status, StatusCode::FOUND, "{:?}", response.body);
+    let location = response
+        .headers
+        .iter()
+        .find(|(k, _)| k == "location")
+        .unwrap()
+        .1
+        .clone();
+    assert!(location.starts_with(APP_URL), "{location}");
+    location
+}
+
+async fn stats(emulator: &EmulatorHandle) -> Value {
+    reqwest::get(format!("{}/admin/stats", emulator.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn google_accounts_connect_by_oauth_and_disconnect_with_revocation() {
+    let (emulator, app, user) = setup("google").await;
+    let query = consent(&app, &user, "google").await;
+    let landed = callback(&app, "google", &query).await;
+    assert_eq!(
+        landed,
+        format!("{APP_URL}?status=connected&provider=google&calendars=3")
+    );
+    assert!(!landed.contains(&query["code"]) && !landed.contains(&query["state"]));
+
+    let (_, listed) = call(&app, get("/v1/calendars", &user.token)).await;
+    let calendars = listed["calendars"].as_array().unwrap();
+    let names: Vec<_> = calendars
+        .iter()
+        .map(|c| c["providerName"].as_str().unwrap())
+        .collect();
+    assert_eq!(calendars.len(), 3, "{listed}");
+    assert_eq!(names[0], "alice@gmail.test", "primary first");
+    assert!(calendars
+        .iter()
+        .all(|c| c["provider"] == "GOOGLE" && c["status"] == "active"));
+
+    // Tokens are stored sealed: no item holds the plaintext.
+    let connection = app.store.connections(&user.id).await.unwrap().remove(0);
+    let account_id = connection.account_id.clone().unwrap();
+    let account = app
+        .store
+        .account(&user.id, &account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.account_email, "alice@gmail.test");
+    let cipher = app.cipher.clone().unwrap();
+    let ctx = |field| SecretContext {
+        user_id: &user.id,
+        account_id: &account_id,
+        field,
+    };
+    let access = cipher
+        .open(account.access_token.as_ref().unwrap(), ctx("access_token"))
+        .await
+        .unwrap();
+    let refresh = cipher
+        .open(
+            account.refresh_token.as_ref().unwrap(),
+            ctx("refresh_token"),
+        )
+        .await
+        .unwrap();
+    let account_item = raw_item(
+        "CONNECTIONS_TABLE",
+        &format!("USER#{}", user.id),
+        &format!("ACCT#{account_id}"),
+    )
+    .await
+    .unwrap();
+    let dump = format!("{account_item:?}");
+    assert!(!dump.contains(access.expose()) && !dump.contains(refresh.expose()));
+    assert!(account.token_expires_at.unwrap() > Utc::now() + Duration::minutes(50));
+
+    // Each calendar's first sync is queued.
+    let queued = drain_sync_queue(&user.id).await;
+    let mut expected: Vec<String> = calendars
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(queued, expected);
+
+    // Connecting the same account again updates; nothing is duplicated.
+    let again = consent(&app, &user, "google").await;
+    callback(&app, "google", &again).await;
+    let (_, relisted) = call(&app, get("/v1/calendars", &user.token)).await;
+    assert_eq!(relisted["calendars"].as_array().unwrap().len(), 3);
+
+    // Removing the account's last calendar revokes the grant and forgets the tokens.
+    for calendar in calendars {
+        let path = format!("/v1/calendars/{}", calendar["id"].as_str().unwrap());
+        let (status, _) = call(
+            &app,
+            ApiRequest::new(Method::DELETE, &path).with_bearer(&user.token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(stats(&emulator).await["google"]["revocations"], 1);
+    let account = app
+        .store
+        .account(&user.id, &account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        account.access_token.is_none() && account.refresh_token.is_none() && !account.is_connected
+    );
+    let (_, audit) = call(&app, get("/v1/audit-log", &user.token)).await;
+    assert_eq!(audit["entries"][0]["action"], "ACCOUNT_DISCONNECTED");
+    assert_eq!(audit["entries"][0]["metadata"]["revoked"], true);
+}
+
+/// Sync requests of this user on the queue, by connection id (consumed).
+async fn drain_sync_queue(user_id: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let queue = &stack().environment["SYNC_QUEUE_URL"];
+    let mut found = Vec::new();
+    for _ in 0..10 {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            break;
+        }
+        for m in messages {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            if body["userId"] == user_id {
+                found.push(body["connectionId"].as_str().unwrap().to_owned());
+                assert_eq!(body["reason"], "connected");
+            }
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn microsoft_accounts_connect_by_oauth() {
+    let (_emulator, app, user) = setup("microsoft").await;
+    let query = consent(&app, &user, "microsoft").await;
+    let landed = callback(&app, "microsoft", &query).await;
+    assert_eq!(
+        landed,
+        format!("{APP_URL}?status=connected&provider=microsoft&calendars=2")
+    );
+    let (_, listed) = call(&app, get("/v1/calendars", &user.token)).await;
+    assert_eq!(listed["calendars"][0]["providerName"], "Calendar");
+    assert_eq!(listed["calendars"][0]["isPrimary"], true);
+    assert_eq!(listed["calendars"][0]["provider"], "MICROSOFT");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_callbacks_with_one_state_connect_once() {
+    let (emulator, app, user) = setup("race").await;
+    let query = consent(&app, &user, "google").await;
+    let callbacks = (0..20).map(|_| {
+        let (app, query) = (app.clone(), query.clone());
+        tokio::spawn(async move { callback(&app, "google", &query).await })
+    });
+    let mut landed: Vec<String> = Vec::new();
+    for c in callbacks {
+        landed.push(c.await.unwrap());
+    }
+    let connected = landed
+        .iter()
+        .filter(|l| l.contains("status=connected"))
+        .count();
+    let refused = landed
+        .iter()
+        .filter(|l| l.ends_with("error=state_used"))
+        .count();
+    assert_eq!((connected, refused), (1, 19), "{landed:?}");
+    assert_eq!(
+        stats(&emulator).await["google"]["authorizationCodeGrants"],
+        1,
+        "the code was exchanged once"
+    );
+    assert_eq!(app.store.connections(&user.id).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_audited() {
+    let (emulator, app, user) = setup("states").await;
+    let query = consent(&app, &user, "google").await;
+    let with_state = |state: &str| {
+        let mut q = query.clone();
+        q.insert("state".into(), state.into());
+        q
+    };
+    // Unknown, and forged from a real one.
+    let forged = format!("{}x", query["state"]);
+    for state in [ids::new_secret_token(), forged] {
+        assert!(callback(&app, "google", &with_state(&state))
+            .await
+            .ends_with("error=state_unknown"));
+    }
+    // A state issued for Microsoft, presented to the Google callback.
+    let microsoft = consent(&app, &user, "microsoft").await;
+    assert!(callback(&app, "google", &microsoft)
+        .await
+        .ends_with("error=state_invalid"));
+    // Expired.
+    let expired = ids::new_secret_token();
+    let record = OAuthState {
+        user_id: user.id.clone(),
+        provider: Provider::Google,
+        pkce_verifier: "verifier".into(),
+        expires_at: (Utc::now() - Duration::minutes(1)).timestamp(),
+        consumed: false,
+        created_at: Utc::now() - Duration::minutes(16),
+    };
+    app.store
+        .create_oauth_state(&ids::sha256_hex(&expired), &record)
+        .await
+        .unwrap();
+    assert!(callback(&app, "google", &with_state(&expired))
+        .await
+        .ends_with("error=state_expired"));
+    // Used: the real one works once.
+    assert!(callback(&app, "google", &query)
+        .await
+        .contains("status=connected"));
+    assert!(callback(&app, "google", &query)
+        .await
+        .ends_with("error=state_used"));
+    // Missing state, and a user who said no.
+    let mut no_state = query.clone();
+    no_state.remove("state");
+    assert!(callback(&app, "google", &no_state)
+        .await
+        .ends_with("error=state_missing"));
+    let denied = consent(&app, &user, "google").await;
+    let mut denied: HashMap<String, String> =
+        denied.into_iter().filter(|(k, _)| k == "state").collect();
+    denied.insert("error".into(), "access_denied".into());
+    assert!(callback(&app, "google", &denied)
+        .await
+        .ends_with("error=access_denied"));
+    // Unknown provider paths are a 404, not a redirect.
+    let response = app
+        .handle(None, ApiRequest::new(Method::GET, "/oauth/yahoo/callback"))
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+
+    let (_, audit) = call(&app, query_req(&user.token)).await;
+    let rejected: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "OAUTH_CALLBACK_REJECTED" || e["action"] == "CALENDAR_CONNECT_FAILED"
+        })
+        .map(|e| e["errorMessage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            "access_denied",
+            "state_used",
+            "state_expired",
+            "state_invalid"
+        ]
+    );
+    assert_eq!(
+        stats(&emulator).await["google"]["authorizationCodeGrants"],
+        1
+    );
+}
+
+fn query_req(token: &str) -> ApiRequest {
+    query(get("/v1/audit-log", token), &[("limit", "50")])
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_the_exchange_leaves_no_half_connection() {
+    let (emulator, app, user) = setup("exchange-fails").await;
+    let query = consent(&app, &user, "google").await;
+    let fault = serde_json::json!({"pathPrefix": "/google/token", "status": 503, "times": 1});
+    reqwest::Client::new()
+        .post(format!("{}/admin/faults", emulator.base_url))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    let landed = callback(&app, "google", &query).await;
+    assert!(landed.ends_with("error=provider_unavailable"), "{landed}");
+    assert!(app.store.connections(&user.id).await.unwrap().is_empty());
+    // A Google answer without a primary calendar is refused whole, too.
+    let other = consent(&app, &user, "google").await;
+    let malformed = serde_json::json!({"pathPrefix": "/google/calendar/v3/users/me/calendarList", "malformed": true, "times": 1});
+    reqwest::Client::new()
+        .post(format!("{}/admin/faults", emulator.base_url))
+        .json(&malformed)
+        .send()
+        .await
+        .unwrap();
+    assert!(callback(&app, "google", &other)
+        .await
+        .ends_with("error=provider_unavailable"));
+    assert!(app.store.connections(&user.id).await.unwrap().is_empty());
+}
