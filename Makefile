@@ -54,7 +54,9 @@ $(OIDC_STAMP): infra/oidc-provider/package-lock.json
 
 test: venv node
 	cfn-lint template.yaml
+	infra/provider-emulator/fidelity/run.sh "$(VENV)/bin/python"
 	cargo test --workspace --all-targets
+
 
 lint: venv
 	cargo fmt --all -- --check

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-: "${AWS_PORT:=4566}" "${LAMBDA_PORT:=9000}" "${API_PORT:=3000}"
+: "${AWS_PORT:=4566}" "${LAMBDA_PORT:=9000}" "${API_PORT:=3000}" "${PROVIDER_PORT:=8085}" "${CALDAV_PORT:=5232}"
 STATE=.dev
 mkdir -p "$STATE"
 pids=()
@@ -17,9 +17,9 @@ stop() {
 trap stop EXIT INT TERM
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "$AWS_PORT" "$LAMBDA_PORT" "$API_PORT"; do
+for port in "$AWS_PORT" "$LAMBDA_PORT" "$API_PORT" "$PROVIDER_PORT" "$CALDAV_PORT"; do
   if port_busy "$port"; then
-    echo "Port $port on 127.0.0.1 is in use; set AWS_PORT / LAMBDA_PORT / API_PORT." >&2
+    echo "Port $port on 127.0.0.1 is in use; set AWS_PORT / LAMBDA_PORT / API_PORT / PROVIDER_PORT / CALDAV_PORT." >&2
     exit 1
   fi
 done
@@ -32,9 +32,47 @@ moto_server -H 127.0.0.1 -p "$AWS_PORT" >"$STATE/aws.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do port_busy "$AWS_PORT" && break; sleep 0.1; done
 
+echo "Starting the Google / Microsoft emulator on 127.0.0.1:$PROVIDER_PORT"
+"$CARGO_TARGET_DIR/debug/provider-emulator" --listen "127.0.0.1:$PROVIDER_PORT" >"$STATE/providers.log" 2>&1 &
+pids+=($!)
+
+echo "Starting Radicale (CalDAV, the Apple stand-in) on 127.0.0.1:$CALDAV_PORT: user alice / alice-app-password"
+mkdir -p "$STATE/radicale"
+echo "alice:alice-app-password" >"$STATE/radicale/users"
+cat >"$STATE/radicale/config" <<CONF
+[server]
+hosts = 127.0.0.1:$CALDAV_PORT
+[auth]
+type = htpasswd
+htpasswd_filename = $PWD/$STATE/radicale/users
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = owner_only
+[storage]
+filesystem_folder = $PWD/$STATE/radicale/collections
+CONF
+radicale --config "$STATE/radicale/config" >"$STATE/radicale.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do port_busy "$CALDAV_PORT" && port_busy "$PROVIDER_PORT" && break; sleep 0.1; done
+curl -s -o /dev/null -u alice:alice-app-password -X MKCALENDAR "http://127.0.0.1:$CALDAV_PORT/alice/family/" \
+  --data '<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop><D:displayname>Family</D:displayname></D:prop></D:set></C:mkcalendar>' || true
+
 echo "Creating tables, indexes, queues and keys from template.yaml"
+PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
 {
-  "$CARGO_TARGET_DIR/debug/provision" --endpoint "http://127.0.0.1:$AWS_PORT" --template template.yaml
+  "$CARGO_TARGET_DIR/debug/provision" --endpoint "http://127.0.0.1:$AWS_PORT" --template template.yaml \
+    --set "OAUTH_CALLBACK_BASE=http://127.0.0.1:$API_PORT" \
+    --set "APP_REDIRECT_URL=http://127.0.0.1:$API_PORT/connected" \
+    --set "GOOGLE_CLIENT_ID=calsync-dev" --set "GOOGLE_CLIENT_SECRET=calsync-dev-secret" \
+    --set "GOOGLE_AUTH_URL=$PROVIDERS/google/o/oauth2/v2/auth" --set "GOOGLE_TOKEN_URL=$PROVIDERS/google/token" \
+    --set "GOOGLE_REVOKE_URL=$PROVIDERS/google/revoke" --set "GOOGLE_API_BASE=$PROVIDERS/google/calendar/v3" \
+    --set "MICROSOFT_CLIENT_ID=calsync-dev" --set "MICROSOFT_CLIENT_SECRET=calsync-dev-secret" \
+    --set "MICROSOFT_AUTH_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/authorize" \
+    --set "MICROSOFT_TOKEN_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/token" \
+    --set "MICROSOFT_API_BASE=$PROVIDERS/microsoft/v1.0" \
+    --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=true"
+
   echo "AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT"
   echo "AWS_REGION=us-east-1"
   echo "AWS_ACCESS_KEY_ID=test"
@@ -53,6 +91,9 @@ cat <<MSG
 
   calsync is running.  Base URL: http://127.0.0.1:$API_PORT/v1
   Load sample data:  make seed      (then log in as demo@calsync.dev / demo-password)
+  Emulated Google / Microsoft: http://127.0.0.1:$PROVIDER_PORT (accounts alice@gmail.test, bob@outlook.test)
+  CalDAV (Radicale):  http://127.0.0.1:$CALDAV_PORT  (alice / alice-app-password)
+
   Walkthrough:       README.md
   Press Ctrl-C to stop everything.
 

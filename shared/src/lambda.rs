@@ -104,12 +104,10 @@ pub async fn run_job(job: Job) -> Result<(), lambda_http::Error> {
             let span =
                 tracing::info_span!("job", request_id = %event.context.request_id, job = ?job);
             async move {
-                let now = event
-                    .payload
-                    .get("time")
-                    .and_then(|t| t.as_str())
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+                // The clock, not the event's `time`: a delayed or replayed event must not act on
+                // a stale idea of what has expired.
+                let now = chrono::Utc::now();
+                tracing::info!(scheduled = ?event.payload.get("time"), "job started");
                 let report = match job {
                     Job::TokenRefresh => {
                         serde_json::to_value(crate::jobs::token_refresh::run(app, now).await?)

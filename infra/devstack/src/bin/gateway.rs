@@ -111,7 +111,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gateway = Arc::new(Gateway {
         routes,
         upstream,
-        client: reqwest::Client::builder().no_proxy().build()?,
+        // Redirects go back to the browser, as API Gateway passes them.
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!(
