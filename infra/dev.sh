@@ -84,7 +84,14 @@ cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$STATE/functions.e
 pids+=($!)
 for _ in $(seq 300); do port_busy "$LAMBDA_PORT" && break; sleep 0.2; done
 
-"$CARGO_TARGET_DIR/debug/gateway" --listen "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml &
+QUEUE_URL=$(sed -n 's/^SYNC_QUEUE_URL=//p' "$STATE/functions.env")
+echo "Playing EventBridge and the SQS event-source mapping (log: $STATE/driver.log)"
+"$CARGO_TARGET_DIR/debug/driver" --endpoint "http://127.0.0.1:$AWS_PORT" --queue-url "$QUEUE_URL" \
+  --lambda "http://127.0.0.1:$LAMBDA_PORT" >"$STATE/driver.log" 2>&1 &
+pids+=($!)
+
+"$CARGO_TARGET_DIR/debug/gateway" --listen
+ "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml &
 pids+=($!)
 
 cat <<MSG

@@ -92,6 +92,7 @@ fn to_api_request(req: &Request) -> ApiRequest {
 pub enum Job {
     TokenRefresh,
     Cleanup,
+    SyncScheduler,
 }
 
 /// Runs a scheduled job function: each EventBridge event runs the job once, at the event's time.
@@ -115,11 +116,31 @@ pub async fn run_job(job: Job) -> Result<(), lambda_http::Error> {
                     Job::Cleanup => {
                         serde_json::to_value(crate::jobs::cleanup::run(app, now).await?)
                     }
+                    Job::SyncScheduler => {
+                        serde_json::to_value(crate::sync::scheduler::run(app, now).await?)
+                    }
                 };
                 Ok::<_, lambda_http::Error>(report?)
             }
             .instrument(span)
             .await
+        },
+    ))
+    .await
+}
+
+/// Runs the SQS-fed sync worker, reporting partial batch failures.
+pub async fn run_sync_worker() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let app = app_from_env().await?;
+    let app = &app;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<crate::sync::worker::SqsEvent>| async move {
+            let span = tracing::info_span!("sync", request_id = %event.context.request_id);
+            let response = crate::sync::worker::handle(app, event.payload)
+                .instrument(span)
+                .await;
+            Ok::<_, lambda_http::Error>(response)
         },
     ))
     .await

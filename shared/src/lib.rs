@@ -18,5 +18,7 @@ pub mod model;
 pub mod providers;
 pub mod queue;
 pub mod store;
+pub mod sync;
+
 pub mod telemetry;
 pub mod time;

@@ -5,6 +5,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Soft-deleted events are purged this long after deletion (seed pattern 7).
+pub const PURGE_AFTER_DAYS: i64 = 30;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Provider {
@@ -21,6 +24,11 @@ impl Provider {
             Self::Microsoft => "microsoft",
             Self::Apple => "apple",
         }
+    }
+
+    /// Google and Microsoft authorise by OAuth; Apple (CalDAV) by app-specific password.
+    pub fn uses_oauth(self) -> bool {
+        !matches!(self, Self::Apple)
     }
 
     pub fn from_slug(slug: &str) -> Option<Self> {
@@ -345,6 +353,22 @@ pub struct Event {
     pub purge_at: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Shown as free (Google `transparency: transparent`, Graph `showAs: free`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transparent: bool,
+    /// For an exception of a recurring event: the start of the instance it replaces.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::key_serde_opt"
+    )]
+    pub original_start_time: Option<DateTime<Utc>>,
+    /// The provider's version tag (ETag / changeKey), for preconditions on write-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_etag: Option<String>,
+    /// Hash of the provider's content as last stored: an unchanged event costs no write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Incremented by every write; writes are conditional on the version they read.
     pub version: u64,
 }
@@ -390,6 +414,10 @@ impl Event {
             purge_at: None,
             created_at: now,
             updated_at: now,
+            transparent: false,
+            original_start_time: None,
+            provider_etag: None,
+            fingerprint: None,
             version: 1,
         }
     }

@@ -3,6 +3,7 @@
 //! ([`provision`]), and to route HTTP requests to functions as API Gateway would ([`template`]).
 
 pub mod emulator;
+pub mod fault_proxy;
 pub mod peer;
 pub mod provision;
 pub mod template;

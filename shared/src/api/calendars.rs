@@ -196,3 +196,31 @@ async fn disconnect_account(app: &App, user_id: &str, account_id: &str) -> ApiRe
         .await?;
     Ok(())
 }
+
+/// `POST /v1/calendars/{id}/sync`: queue a sync now. The FIFO queue keeps one sync per calendar
+/// at a time, and repeated requests within five minutes are deduplicated.
+pub async fn sync_now(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    if !crate::ids::is_id(id) {
+        return Err(ApiError::not_found("calendar"));
+    }
+    let calendar = app
+        .store
+        .connection(&user_id, id)
+        .await?
+        .filter(|c| c.deleted_at.is_none())
+        .ok_or_else(|| ApiError::not_found("calendar"))?;
+    if !calendar.is_connected {
+        return Err(ApiError::conflict(
+            "reauthorization_required",
+            "this calendar's account must be connected again before it can sync",
+        ));
+    }
+    app.enqueue_sync(&crate::queue::SyncRequest {
+        user_id,
+        connection_id: calendar.id.clone(),
+        reason: "manual".into(),
+    })
+    .await?;
+    ApiResponse::json(http::StatusCode::ACCEPTED, &CalendarDto::from(&calendar))
+}

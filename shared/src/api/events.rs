@@ -16,6 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::model::{
     Attendee, AuditEntry, Connection, Event, PendingChange, Provider, Reminder, SyncStatus,
+    PURGE_AFTER_DAYS,
 };
 use crate::store::{EventFilter, RangeQuery, Store, StoreError};
 use crate::time::{EventTime, EventTimeDto, TimeRange, MAX_EVENT_DAYS};
@@ -24,8 +25,6 @@ const MAX_ATTENDEES: usize = 300;
 const MAX_REMINDERS: usize = 5;
 const MAX_REMINDER_MINUTES: u32 = 40_320;
 const MAX_CALENDAR_FILTER: usize = 50;
-/// Soft-deleted events are purged this long after deletion (seed pattern 7).
-pub const PURGE_AFTER_DAYS: i64 = 30;
 
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -54,6 +54,7 @@ pub enum Operation {
     GetEvent,
     UpdateEvent,
     DeleteEvent,
+    SyncCalendar,
     StartConnection,
     OAuthCallback,
 }
@@ -227,8 +228,20 @@ pub static ROUTES: &[RouteSpec] = &[
         response: (204, None),
     },
     RouteSpec {
+        method: Method::POST,
+        path: "/v1/calendars/{id}/sync",
+        operation: Operation::SyncCalendar,
+        group: RouteGroup::Calendars,
+        summary: "Sync this calendar now (queued; answers 202)",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (202, Some(schema::<calendars::CalendarDto>)),
+    },
+    RouteSpec {
         method: Method::GET,
         path: "/v1/events",
+
         operation: Operation::ListEvents,
         group: RouteGroup::Events,
         summary: "Events of all live calendars overlapping [start, end), by start",

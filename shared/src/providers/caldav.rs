@@ -13,8 +13,8 @@ use super::{normalize_color, transport_error, DiscoveredCalendar, ProviderError}
 use crate::crypto::Secret;
 use crate::model::CalDavLocation;
 
-const DAV: &str = "DAV:";
-const CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
+pub(crate) const DAV: &str = "DAV:";
+pub(crate) const CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
 const APPLE: &str = "http://apple.com/ns/ical/";
 const MAX_REDIRECTS: usize = 5;
 /// A multistatus larger than this is not a calendar home we can use.
@@ -70,24 +70,24 @@ impl UrlPolicy {
 
 /// A parsed XML element: namespace, local name, text and children.
 #[derive(Debug, Default)]
-struct Element {
+pub(crate) struct Element {
     ns: String,
     name: String,
     attrs: Vec<(String, String)>,
-    text: String,
+    pub(crate) text: String,
     children: Vec<Element>,
 }
 
 impl Element {
-    fn is(&self, ns: &str, name: &str) -> bool {
+    pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
         self.ns == ns && self.name == name
     }
 
-    fn child(&self, ns: &str, name: &str) -> Option<&Element> {
+    pub(crate) fn child(&self, ns: &str, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.is(ns, name))
     }
 
-    fn children<'a>(
+    pub(crate) fn children<'a>(
         &'a self,
         ns: &'a str,
         name: &'a str,
@@ -96,14 +96,14 @@ impl Element {
     }
 
     /// The first descendant along a path of (namespace, name) steps.
-    fn path(&self, steps: &[(&str, &str)]) -> Option<&Element> {
+    pub(crate) fn path(&self, steps: &[(&str, &str)]) -> Option<&Element> {
         steps
             .iter()
             .try_fold(self, |el, (ns, name)| el.child(ns, name))
     }
 }
 
-fn parse_xml(body: &str) -> Result<Element, ProviderError> {
+pub(crate) fn parse_xml(body: &str) -> Result<Element, ProviderError> {
     let bad = |e: String| ProviderError::Protocol(format!("malformed multistatus: {e}"));
     let mut reader = NsReader::from_str(body);
     let mut stack: Vec<Element> = vec![Element::default()];

@@ -7,6 +7,7 @@ mod connections;
 mod events;
 mod expiry;
 mod oauth_states;
+mod sync_state;
 mod users;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub use audit::AuditPage;
 pub use connections::{CalendarChanges, SYNC_SHARDS};
 pub use events::{time_sort_key, EventFilter, EventPage, RangeQuery};
 pub use oauth_states::{Rejected, StateRejection};
+pub use sync_state::{StoredKey, SyncLease};
 pub use users::Registration;
 
 use crate::config::Config;

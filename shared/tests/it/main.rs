@@ -9,4 +9,6 @@ mod logging;
 mod oauth_flow;
 
 mod support;
+mod sync_caldav;
+
 mod template;

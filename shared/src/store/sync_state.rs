@@ -1,0 +1,337 @@
+//! What the sync engine needs of the store: events by key in bulk, a connection's stored keys for
+//! reconciliation, the sync lease and cursor, and the scheduler's due list.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use chrono::{DateTime, Utc};
+
+use super::connections::{conn_sk, user_pk};
+use super::{from_item, n, s, Store, StoreError, StoreResult};
+use crate::model::{Connection, Event};
+use crate::time::key_format;
+
+/// BatchGetItem's limit per request.
+const BATCH_GET_MAX: usize = 100;
+
+/// A stored event as reconciliation sees it.
+#[derive(Clone, Debug)]
+pub struct StoredKey {
+    pub event_key: String,
+    pub live: bool,
+    pub pending: bool,
+    pub start_time: Option<DateTime<Utc>>,
+}
+
+/// A held sync lease on a connection: only its owner stores the cursor.
+pub struct SyncLease {
+    pub owner: String,
+    pub connection: Connection,
+}
+
+impl Store {
+    /// The stored events of a connection among `keys` (missing keys are absent from the map).
+    pub async fn events_by_keys(
+        &self,
+        connection_id: &str,
+        keys: &[String],
+    ) -> StoreResult<HashMap<String, Event>> {
+        let mut found = HashMap::new();
+        let mut unique: Vec<&String> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let mut request = KeysAndAttributes::builder().consistent_read(true);
+            for key in chunk {
+                request = request.keys(HashMap::from([
+                    ("pk".to_owned(), s(format!("CONN#{connection_id}"))),
+                    ("sk".to_owned(), s(format!("EVT#{key}"))),
+                ]));
+            }
+            let mut pending = Some(
+                request
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?,
+            );
+            let mut attempt = 0u32;
+            while let Some(request) = pending.take() {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6)))
+                        .await;
+                }
+                attempt += 1;
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.events, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                let items = out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.events))
+                    .unwrap_or_default();
+                self.stats.read(items.len() as u64);
+                for item in items {
+                    let event: Event = from_item(item)?;
+                    found.insert(event.event_key.clone(), event);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.events))
+                    .filter(|k| !k.keys().is_empty());
+                if attempt > 8 && pending.is_some() {
+                    return Err(StoreError::Throttled(
+                        "BatchGetItem keys still unprocessed".into(),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every stored event key of a connection (optionally only those starting with `prefix`),
+    /// with whether it is live: a Query on the base key, never a scan.
+    pub async fn stored_keys(
+        &self,
+        connection_id: &str,
+        prefix: &str,
+    ) -> StoreResult<Vec<StoredKey>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.events)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
+                .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
+                .projection_expression("eventKey, deletedAt, pendingChange, startTime")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(page.scanned_count).unwrap_or(0));
+            for item in page.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let Some(event_key) = text("eventKey") else {
+                    continue;
+                };
+                out.push(StoredKey {
+                    event_key,
+                    live: !item.contains_key("deletedAt"),
+                    pending: item.contains_key("pendingChange"),
+                    start_time: text("startTime")
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                });
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Takes the connection's sync lease unless another worker holds an unexpired one.
+    pub async fn lease_sync(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<SyncLease>> {
+        let owner = crate::ids::new_id();
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(conn_sk(connection_id)))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND isConnected = :true AND \
+                 (attribute_not_exists(syncLeaseUntil) OR syncLeaseUntil < :now)",
+            )
+            .update_expression("SET syncLeaseUntil = :until, syncLeaseOwner = :owner")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", s(key_format(now)))
+            .expression_attribute_values(":until", s(key_format(until)))
+            .expression_attribute_values(":owner", s(owner.clone()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result.map_err(StoreError::from_sdk) {
+            Ok(out) => Ok(Some(SyncLease {
+                owner,
+                connection: from_item(out.attributes.unwrap_or_default())?,
+            })),
+            Err(StoreError::ConditionFailed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a sync: stores the cursor (only after every page before it was written), the next
+    /// sync time, and, after a full listing, the exact event count; releases the lease.
+    pub async fn finish_sync(
+        &self,
+        lease: &SyncLease,
+        cursor: Option<&str>,
+        now: DateTime<Utc>,
+        next_sync_at: DateTime<Utc>,
+        exact_count: Option<i64>,
+    ) -> StoreResult<()> {
+        let conn = &lease.connection;
+        let mut set = vec![
+            "lastSyncedAt = :now",
+            "nextSyncAt = :next",
+            "#status = :active",
+            "syncFailures = :zero",
+        ];
+        let mut remove = vec!["syncLeaseUntil", "syncLeaseOwner", "lastError"];
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(&conn.user_id)))
+            .key("sk", s(conn_sk(&conn.id)))
+            .condition_expression("syncLeaseOwner = :owner AND attribute_not_exists(deletedAt)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(lease.owner.clone()))
+            .expression_attribute_values(":now", s(key_format(now)))
+            .expression_attribute_values(":next", s(key_format(next_sync_at)))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":zero", n(0));
+        match cursor {
+            Some(cursor) => {
+                set.push("syncToken = :cursor");
+                update = update.expression_attribute_values(":cursor", s(cursor));
+            }
+            None => remove.push("syncToken"),
+        }
+        if let Some(count) = exact_count {
+            set.push("eventCount = :count");
+            update = update.expression_attribute_values(":count", n(count));
+        }
+        self.stats.write();
+        update
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+
+    /// Ends a failed sync: records the error, backs off, releases the lease; the cursor stays.
+    pub async fn fail_sync(
+        &self,
+        lease: &SyncLease,
+        error: &str,
+        next_sync_at: DateTime<Utc>,
+        audit: &crate::model::AuditEntry,
+    ) -> StoreResult<()> {
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let conn = &lease.connection;
+        let update = Update::builder()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(&conn.user_id)))
+            .key("sk", s(conn_sk(&conn.id)))
+            .condition_expression("syncLeaseOwner = :owner")
+            .update_expression(
+                "SET lastError = :error, #status = :status, nextSyncAt = :next, \
+                 syncFailures = if_not_exists(syncFailures, :zero) + :one \
+                 REMOVE syncLeaseUntil, syncLeaseOwner",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(lease.owner.clone()))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":status", s("error"))
+            .expression_attribute_values(":next", s(key_format(next_sync_at)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.transact(vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit_put(audit)?,
+        ])
+        .await
+    }
+
+    /// Connections of `shard` due for a sync (user id, connection id).
+    pub async fn due_connections(
+        &self,
+        shard: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.connections)
+                .index_name("bySyncDue")
+                .key_condition_expression("syncShard = :shard AND nextSyncAt <= :now")
+                .expression_attribute_values(":shard", s(shard.to_string()))
+                .expression_attribute_values(":now", s(key_format(now)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(page.scanned_count).unwrap_or(0));
+            for item in page.items.unwrap_or_default() {
+                let key = |name: &str, prefix: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|v| v.strip_prefix(prefix))
+                        .map(str::to_owned)
+                };
+                if let (Some(user), Some(conn)) = (key("pk", "USER#"), key("sk", "CONN#")) {
+                    found.push((user, conn));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Moves a due connection's next sync forward, if it is still due; false when another
+    /// scheduler tick claimed it first.
+    pub async fn claim_due(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(conn_sk(connection_id)))
+            .condition_expression("nextSyncAt <= :now")
+            .update_expression("SET nextSyncAt = :next")
+            .expression_attribute_values(":now", s(key_format(now)))
+            .expression_attribute_values(":next", s(key_format(next)))
+            .send()
+            .await;
+        match result.map_err(StoreError::from_sdk) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

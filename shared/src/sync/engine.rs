@@ -1,0 +1,435 @@
+//! Runs one sync of one calendar: lease, pages, writes, reconciliation, cursor.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::feeds::{Feed, FeedError};
+use super::{Change, Listing, Page};
+use crate::api::App;
+use crate::error::ApiError;
+use crate::jobs::token_refresh::{self, Outcome};
+use crate::model::{AuditEntry, Connection, Event, SyncStatus};
+use crate::providers::ProviderError;
+use crate::store::StoreError;
+
+/// How often a healthy calendar syncs.
+pub const SYNC_INTERVAL: Duration = Duration::minutes(5);
+/// The longest back-off of a failing calendar.
+const MAX_BACKOFF: Duration = Duration::hours(6);
+/// A sync must finish within the worker's timeout; the lease outlives it.
+const LEASE: Duration = Duration::minutes(10);
+/// Attempts per page on 429 / 5xx, and the longest wait we honour from Retry-After.
+const PAGE_ATTEMPTS: u32 = 4;
+const MAX_RETRY_WAIT: StdDuration = StdDuration::from_secs(20);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub pages: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub malformed: usize,
+    /// Events with a local change not yet written back: the provider's version waits.
+    pub kept_local: usize,
+    pub full: bool,
+    /// The provider had forgotten our cursor: a full listing reconciled instead.
+    pub cursor_lost: bool,
+    pub retries: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Synced(SyncReport),
+    /// Another worker holds this calendar's lease: nothing to do.
+    Busy,
+    /// The calendar is deleted or disconnected: nothing to do.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for SyncError {
+    fn from(e: ApiError) -> Self {
+        Self::Internal(e.message)
+    }
+}
+
+impl SyncError {
+    /// Worth another delivery of the message soon.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Provider(e) => e.is_transient(),
+            Self::Store(StoreError::Throttled(_) | StoreError::Backend(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+fn jitter(connection_id: &str) -> Duration {
+    let spread = connection_id
+        .bytes()
+        .fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(u64::from(b)));
+    Duration::seconds((spread % 60) as i64)
+}
+
+/// Syncs one calendar now.
+pub async fn sync_connection(
+    app: &App,
+    user_id: &str,
+    connection_id: &str,
+) -> Result<SyncOutcome, SyncError> {
+    let now = Utc::now();
+    let Some(lease) = app
+        .store
+        .lease_sync(user_id, connection_id, now, now + LEASE)
+        .await?
+    else {
+        let connection = app.store.connection(user_id, connection_id).await?;
+        return Ok(match connection {
+            Some(c) if c.is_live() => SyncOutcome::Busy,
+            _ => SyncOutcome::Gone,
+        });
+    };
+    match run(app, &lease.connection).await {
+        Ok((report, cursor, exact_count)) => {
+            let next = Utc::now() + SYNC_INTERVAL + jitter(connection_id);
+            match app
+                .store
+                .finish_sync(&lease, cursor.as_deref(), Utc::now(), next, exact_count)
+                .await
+            {
+                Ok(()) => {}
+                // Deleted meanwhile, or the lease lapsed to another worker: its result stands.
+                Err(StoreError::ConditionFailed) => tracing::warn!(
+                    connection = connection_id,
+                    "sync finished without its lease"
+                ),
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(connection = connection_id, ?report, "sync done");
+            Ok(SyncOutcome::Synced(report))
+        }
+        Err(err) => {
+            let failures = lease.connection.last_error.is_some() as i32 + 1;
+            let backoff = (SYNC_INTERVAL * 2i32.pow(failures.min(8) as u32)).min(MAX_BACKOFF);
+            tracing::warn!(connection = connection_id, error = %err, "sync failed");
+            let audit = AuditEntry::new(
+                user_id,
+                "EVENT_SYNC_FAILED",
+                "CALENDAR",
+                Some(connection_id),
+            )
+            .failed(err.to_string())
+            .with_metadata(serde_json::json!({ "provider": lease.connection.provider.slug() }));
+            if let Err(e) = app
+                .store
+                .fail_sync(&lease, &err.to_string(), Utc::now() + backoff, &audit)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the sync failure");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Lists and applies; returns the report, the new cursor and, after a full listing, the exact
+/// number of live events.
+async fn run(
+    app: &App,
+    conn: &Connection,
+) -> Result<(SyncReport, Option<String>, Option<i64>), SyncError> {
+    let mut feed = Feed::open(app, conn).await?;
+    let mut report = SyncReport::default();
+    let mut cursor = conn.sync_token.clone();
+    let mut refreshed = false;
+    'listing: loop {
+        let mut listing = cursor.is_none().then(|| Listing::new(feed.window()));
+        report.full = listing.is_some();
+        let mut page_token: Option<String> = None;
+        loop {
+            let page = match fetch(&feed, cursor.as_deref(), page_token.as_deref(), &mut report)
+                .await
+            {
+                Ok(page) => page,
+                Err(FeedError::CursorLost) if cursor.is_some() => {
+                    tracing::warn!(connection = %conn.id, "cursor lost; full listing to reconcile");
+                    report.cursor_lost = true;
+                    cursor = None;
+                    continue 'listing;
+                }
+                Err(FeedError::Provider(ProviderError::Unauthorized))
+                    if !refreshed && conn.provider.uses_oauth() =>
+                {
+                    refreshed = true;
+                    refresh_credentials(app, conn).await?;
+                    feed = Feed::open(app, conn).await?;
+                    continue;
+                }
+                Err(FeedError::Provider(e)) => return Err(e.into()),
+                Err(FeedError::CursorLost) => {
+                    return Err(ProviderError::Protocol(
+                        "a full listing was refused as a lost cursor".into(),
+                    )
+                    .into())
+                }
+            };
+            report.pages += 1;
+            if let Some(listing) = listing.as_mut() {
+                listing.saw(&page);
+            }
+            let Page {
+                changes,
+                next_page,
+                cursor: new_cursor,
+                ..
+            } = page;
+            apply(app, conn, changes, &mut report).await?;
+            match next_page {
+                Some(next) => page_token = Some(next),
+                None => {
+                    let exact = match listing {
+                        Some(listing) => Some(reconcile(app, conn, listing, &mut report).await?),
+                        None => None,
+                    };
+                    // A malformed event in an incremental listing was skipped, and the provider
+                    // will not send it again until it changes: the next sync lists in full, so a
+                    // passing malformation heals. A full listing keeps its cursor either way.
+                    let heal = report.malformed > 0 && !report.full;
+                    return Ok((report, new_cursor.filter(|_| !heal), exact));
+                }
+            }
+        }
+    }
+}
+
+/// One page, honouring Retry-After (capped) on 429 / 503 and backing off on other 5xx.
+async fn fetch(
+    feed: &Feed,
+    cursor: Option<&str>,
+    page: Option<&str>,
+    report: &mut SyncReport,
+) -> Result<Page, FeedError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match feed.fetch(cursor, page).await {
+            Err(FeedError::Provider(e)) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
+                let wait = match &e {
+                    ProviderError::RateLimited {
+                        retry_after: Some(after),
+                    } => (*after).min(MAX_RETRY_WAIT),
+                    _ => StdDuration::from_millis(250 << attempt),
+                };
+                tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "provider asked us to wait");
+                report.retries += 1;
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An access token the provider refused: refresh once (under the refresh lease).
+async fn refresh_credentials(app: &App, conn: &Connection) -> Result<(), SyncError> {
+    let account_id = conn
+        .account_id
+        .as_deref()
+        .ok_or_else(|| SyncError::Internal("calendar without account".into()))?;
+    for _ in 0..3 {
+        match token_refresh::refresh_account(app, &conn.user_id, account_id, Utc::now()).await? {
+            Outcome::Refreshed => return Ok(()),
+            Outcome::ReauthorizationRequired => return Err(ProviderError::InvalidGrant.into()),
+            Outcome::Failed => {
+                return Err(ProviderError::Unavailable("token refresh failed".into()).into())
+            }
+            // Another refresher is at it: its result will be there in a moment.
+            Outcome::Skipped => tokio::time::sleep(StdDuration::from_millis(500)).await,
+        }
+    }
+    Ok(())
+}
+
+/// A stable hash of what the provider said, so an unchanged event costs no write.
+fn fingerprint(event: &Event) -> String {
+    let mut content = event.clone();
+    content.created_at = DateTime::<Utc>::MIN_UTC;
+    content.updated_at = DateTime::<Utc>::MIN_UTC;
+    content.last_synced_at = None;
+    content.version = 0;
+    content.fingerprint = None;
+    crate::ids::sha256_hex(&serde_json::to_string(&content).unwrap_or_default())[..32].to_owned()
+}
+
+fn tombstone(mut event: Event, now: DateTime<Utc>) -> Event {
+    event.deleted_at = Some(now);
+    event.purge_at = Some((now + Duration::days(crate::model::PURGE_AFTER_DAYS)).timestamp());
+    event.sync_status = SyncStatus::Deleted;
+    event.updated_at = now;
+    event.version += 1;
+    event
+}
+
+/// Writes one page: upserts that changed, tombstones; counts exactly.
+async fn apply(
+    app: &App,
+    conn: &Connection,
+    changes: Vec<Change>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let now = crate::store::Store::now();
+    let mut keys: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Upsert(e) => Some(e.event_key.clone()),
+            Change::Delete { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    for change in &changes {
+        if let Change::Prune { prefix, .. } = change {
+            keys.extend(
+                app.store
+                    .stored_keys(&conn.id, prefix)
+                    .await?
+                    .into_iter()
+                    .filter(|k| {
+                        k.event_key == *prefix || k.event_key.starts_with(&format!("{prefix}#"))
+                    })
+                    .map(|k| k.event_key),
+            );
+        }
+    }
+    let stored = app.store.events_by_keys(&conn.id, &keys).await?;
+    let mut writes = Vec::new();
+    let mut count_delta = 0i64;
+    for change in changes {
+        match change {
+            Change::Upsert(event) => {
+                let mut event = *event;
+                event.user_id = conn.user_id.clone();
+                event.connection_id = conn.id.clone();
+                let print = fingerprint(&event);
+                match stored.get(&event.event_key) {
+                    Some(old) if old.pending_change.is_some() => {
+                        report.kept_local += 1;
+                        continue;
+                    }
+                    Some(old)
+                        if !old.is_deleted()
+                            && old.fingerprint.as_deref() == Some(print.as_str()) =>
+                    {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    Some(old) => {
+                        event.created_at = old.created_at;
+                        event.version = old.version + 1;
+                        if old.is_deleted() {
+                            count_delta += 1;
+                        }
+                    }
+                    None => {
+                        event.created_at = now;
+                        count_delta += 1;
+                    }
+                }
+                event.fingerprint = Some(print);
+                event.sync_status = SyncStatus::Synced;
+                event.last_synced_at = Some(now);
+                event.updated_at = now;
+                writes.push(event);
+                report.written += 1;
+            }
+            Change::Delete { key } => {
+                count_delta += delete(stored.get(&key), now, &mut writes, report)
+            }
+            Change::Prune { prefix, keep } => {
+                let matching: Vec<String> = stored
+                    .keys()
+                    .filter(|k| **k == prefix || k.starts_with(&format!("{prefix}#")))
+                    .filter(|k| !keep.contains(k))
+                    .cloned()
+                    .collect();
+                for key in matching {
+                    count_delta += delete(stored.get(&key), now, &mut writes, report);
+                }
+            }
+            Change::Malformed { key, reason } => {
+                report.malformed += 1;
+                tracing::warn!(connection = %conn.id, event = %key, reason = %reason, "malformed event skipped");
+            }
+        }
+    }
+    // The same event twice in one page (a provider may repeat): the last word wins.
+    let mut seen = std::collections::HashSet::new();
+    writes.reverse();
+    writes.retain(|e| seen.insert(e.event_key.clone()));
+    app.store.put_events(&writes).await?;
+    if count_delta != 0 {
+        app.store
+            .add_event_count(&conn.user_id, &conn.id, count_delta)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A provider tombstone for a stored event: soft delete, unless a local change waits to be
+/// written back. Returns the change to the live count.
+fn delete(
+    stored: Option<&Event>,
+    now: DateTime<Utc>,
+    writes: &mut Vec<Event>,
+    report: &mut SyncReport,
+) -> i64 {
+    match stored {
+        Some(old) if old.pending_change.is_some() => {
+            report.kept_local += 1;
+            0
+        }
+        Some(old) if !old.is_deleted() => {
+            writes.push(tombstone(old.clone(), now));
+            report.deleted += 1;
+            -1
+        }
+        _ => 0,
+    }
+}
+
+/// After a complete full listing: what is stored but no longer at the provider is deleted.
+/// Returns the exact number of live events.
+async fn reconcile(
+    app: &App,
+    conn: &Connection,
+    listing: Listing,
+    report: &mut SyncReport,
+) -> Result<i64, SyncError> {
+    let complete = listing.finish();
+    let stored = app.store.stored_keys(&conn.id, "").await?;
+    let gone: Vec<String> = stored
+        .iter()
+        .filter(|k| k.live && !k.pending && complete.proves_absent(&k.event_key, k.start_time))
+        .map(|k| k.event_key.clone())
+        .collect();
+    let live_before = stored.iter().filter(|k| k.live).count() as i64;
+    let removed = gone.len() as i64;
+    for chunk in gone.chunks(500) {
+        let deletions = chunk
+            .iter()
+            .map(|key| Change::Delete { key: key.clone() })
+            .collect();
+        apply(app, conn, deletions, report).await?;
+    }
+    Ok(live_before - removed)
+}

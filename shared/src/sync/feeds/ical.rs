@@ -1,0 +1,389 @@
+//! iCalendar (RFC 5545) resources from CalDAV servers, parsed with the `icalendar` crate: one
+//! resource holds an event, or a recurring series with its overrides (RECURRENCE-ID). DTSTART /
+//! DTEND in UTC, with a TZID (IANA, or a Windows name), as DATE values (all-day), or floating
+//! (read as UTC); DURATION instead of DTEND; RRULE / RDATE / EXDATE kept as the master's rule.
+
+use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use icalendar::parser::{read_calendar, unfold, Component, Property};
+
+use super::zones;
+use crate::model::{Attendee, Event, ResponseStatus};
+use crate::sync::Change;
+use crate::time::EventTime;
+
+fn prop<'a>(component: &'a Component<'a>, name: &str) -> Option<&'a Property<'a>> {
+    component
+        .properties
+        .iter()
+        .find(|p| p.name.as_str().eq_ignore_ascii_case(name))
+}
+
+fn param<'a>(property: &'a Property<'a>, name: &str) -> Option<&'a str> {
+    property
+        .params
+        .iter()
+        .find(|p| p.key.as_str().eq_ignore_ascii_case(name))
+        .and_then(|p| p.val.as_ref())
+        .map(|v| v.as_str().trim_matches('"'))
+}
+
+/// RFC 5545 TEXT unescaping.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n' | 'N') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A DATE or DATE-TIME property value with its zone.
+fn time(property: &Property<'_>) -> Result<(EventTime, Option<Tz>), String> {
+    let value = property.val.as_str().trim();
+    let zone = param(property, "TZID").and_then(zones::resolve);
+    if param(property, "VALUE").is_some_and(|v| v.eq_ignore_ascii_case("DATE")) || value.len() == 8
+    {
+        let date = NaiveDate::parse_from_str(value, "%Y%m%d")
+            .map_err(|_| format!("bad DATE {value:?}"))?;
+        return Ok((EventTime::Date(date), zone));
+    }
+    if let Some(utc) = value.strip_suffix('Z') {
+        let t = NaiveDateTime::parse_from_str(utc, "%Y%m%dT%H%M%S")
+            .map_err(|_| format!("bad DATE-TIME {value:?}"))?;
+        return Ok((EventTime::Instant(Utc.from_utc_datetime(&t)), zone));
+    }
+    let local = NaiveDateTime::parse_from_str(value, "%Y%m%dT%H%M%S")
+        .map_err(|_| format!("bad DATE-TIME {value:?}"))?;
+    // Floating times have no zone of their own: read as UTC.
+    let tz = zone.unwrap_or(Tz::UTC);
+    let instant = tz
+        .from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(local + Duration::hours(1)))
+                .earliest()
+        })
+        .ok_or_else(|| format!("{value} does not exist in {}", tz.name()))?;
+    Ok((EventTime::Instant(instant.with_timezone(&Utc)), zone))
+}
+
+/// An RFC 5545 DURATION such as `PT1H30M`, `P1D`, `-PT15M`, `P2W`.
+fn duration(text: &str) -> Option<Duration> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let rest = rest.strip_prefix('P')?;
+    let mut total = Duration::zero();
+    let mut number = String::new();
+    let mut in_time = false;
+    for c in rest.chars() {
+        match c {
+            'T' => in_time = true,
+            '0'..='9' => number.push(c),
+            unit => {
+                let n: i64 = number.parse().ok()?;
+                number.clear();
+                total += match (unit, in_time) {
+                    ('W', false) => Duration::weeks(n),
+                    ('D', false) => Duration::days(n),
+                    ('H', true) => Duration::hours(n),
+                    ('M', true) => Duration::minutes(n),
+                    ('S', true) => Duration::seconds(n),
+                    _ => return None,
+                };
+            }
+        }
+    }
+    number.is_empty().then_some(total * sign)
+}
+
+/// Keeps a series' recurrence lines (RRULE, RDATE, EXDATE) and the seed's summary fields.
+pub fn apply_recurrence(event: &mut Event, lines: &[&str]) {
+    let lines: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            ["RRULE", "RDATE", "EXDATE", "EXRULE"]
+                .iter()
+                .any(|p| l.to_ascii_uppercase().starts_with(p))
+        })
+        .collect();
+    if lines.is_empty() {
+        return;
+    }
+    event.is_recurring = true;
+    event.recurrence_rule = Some(lines.join("\n"));
+    if let Some(rule) = lines
+        .iter()
+        .find(|l| l.to_ascii_uppercase().starts_with("RRULE:"))
+    {
+        for part in rule[6..].split(';') {
+            match part.split_once('=') {
+                Some(("FREQ", f)) => event.recurrence_frequency = Some(f.to_owned()),
+                Some(("INTERVAL", i)) => event.recurrence_interval = i.parse().ok(),
+                Some(("UNTIL", u)) => {
+                    event.recurrence_end_date =
+                        NaiveDateTime::parse_from_str(u.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
+                            .map(|t| Utc.from_utc_datetime(&t))
+                            .or_else(|_| {
+                                NaiveDate::parse_from_str(u, "%Y%m%d").map(|d| {
+                                    Utc.from_utc_datetime(
+                                        &d.and_hms_opt(0, 0, 0).expect("midnight"),
+                                    )
+                                })
+                            })
+                            .ok()
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn event_of(key: &str, component: &Component<'_>, raw_lines: &[String]) -> Result<Event, String> {
+    let start_prop = prop(component, "DTSTART").ok_or("VEVENT without DTSTART")?;
+    let (start, zone) = time(start_prop)?;
+    let end = match (prop(component, "DTEND"), prop(component, "DURATION")) {
+        (Some(end), _) => time(end)?.0,
+        (None, Some(d)) => {
+            let d = duration(d.val.as_str()).ok_or("bad DURATION")?;
+            match start {
+                EventTime::Date(s) => EventTime::Date(s + Duration::days(d.num_days().max(1))),
+                EventTime::Instant(s) => EventTime::Instant(s + d),
+            }
+        }
+        (None, None) => match start {
+            EventTime::Date(s) => EventTime::Date(s + Duration::days(1)),
+            instant => instant,
+        },
+    };
+    let (start_time, end_time) = (start.to_instant(zone), end.to_instant(zone));
+    if end_time < start_time {
+        return Err("DTEND before DTSTART".into());
+    }
+    let text = |name: &str| {
+        prop(component, name)
+            .map(|p| unescape(p.val.as_str()))
+            .filter(|t| !t.is_empty())
+    };
+    let title = text("SUMMARY").unwrap_or_else(|| "(no title)".into());
+    let mut event = Event::new("", "", key, &title, (start_time, end_time), Utc::now());
+    event.provider_event_id = text("UID");
+    event.description = text("DESCRIPTION");
+    event.location = text("LOCATION");
+    event.timezone = zone.map(|z| z.name().to_owned());
+    if let (EventTime::Date(s), EventTime::Date(e)) = (start, end) {
+        event.is_all_day = true;
+        event.start_date = Some(s);
+        event.end_date = Some(e);
+    }
+    let recurrence: Vec<&str> = raw_lines.iter().map(String::as_str).collect();
+    apply_recurrence(&mut event, &recurrence);
+    event.transparent = text("TRANSP").is_some_and(|t| t.eq_ignore_ascii_case("TRANSPARENT"));
+    event.attendees = component
+        .properties
+        .iter()
+        .filter(|p| p.name.as_str().eq_ignore_ascii_case("ATTENDEE"))
+        .filter_map(|p| {
+            let email = p
+                .val
+                .as_str()
+                .trim()
+                .strip_prefix("mailto:")
+                .or_else(|| p.val.as_str().trim().strip_prefix("MAILTO:"))?;
+            Some(Attendee {
+                email: email.to_lowercase(),
+                name: param(p, "CN").map(str::to_owned),
+                response_status: match param(p, "PARTSTAT").map(str::to_ascii_uppercase).as_deref()
+                {
+                    Some("ACCEPTED") => Some(ResponseStatus::Accepted),
+                    Some("DECLINED") => Some(ResponseStatus::Declined),
+                    Some("TENTATIVE") => Some(ResponseStatus::Tentative),
+                    Some("NEEDS-ACTION") => Some(ResponseStatus::NeedsAction),
+                    _ => None,
+                },
+                optional: param(p, "ROLE")
+                    .is_some_and(|r| r.eq_ignore_ascii_case("OPT-PARTICIPANT")),
+            })
+        })
+        .collect();
+    Ok(event)
+}
+
+/// The recurrence property lines of a VEVENT, as written (for the master's rule).
+fn recurrence_lines(component: &Component<'_>) -> Vec<String> {
+    component
+        .properties
+        .iter()
+        .filter(|p| {
+            ["RRULE", "RDATE", "EXDATE"]
+                .iter()
+                .any(|n| p.name.as_str().eq_ignore_ascii_case(n))
+        })
+        .map(|p| {
+            let params: String = p
+                .params
+                .iter()
+                .map(|pa| {
+                    format!(
+                        ";{}={}",
+                        pa.key.as_str(),
+                        pa.val.as_ref().map(|v| v.as_str()).unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!(
+                "{}{params}:{}",
+                p.name.as_str().to_ascii_uppercase(),
+                p.val.as_str()
+            )
+        })
+        .collect()
+}
+
+/// The events in one CalDAV resource (`href`): the master keyed by the href, each override by
+/// `href#<RECURRENCE-ID in UTC>`. A resource we cannot read is one malformed change.
+pub fn parse_calendar_resource(href: &str, text: &str) -> Vec<Change> {
+    let unfolded = unfold(text);
+    let calendar = match read_calendar(&unfolded) {
+        Ok(calendar) => calendar,
+        Err(e) => {
+            return vec![Change::Malformed {
+                key: href.to_owned(),
+                reason: format!(
+                    "unparseable iCalendar: {}",
+                    crate::providers::truncate(&e, 120)
+                ),
+            }]
+        }
+    };
+    let events: Vec<&Component<'_>> = calendar
+        .components
+        .iter()
+        .filter(|c| c.name.as_str().eq_ignore_ascii_case("VEVENT"))
+        .collect();
+    if events.is_empty() {
+        return vec![Change::Malformed {
+            key: href.to_owned(),
+            reason: "no VEVENT in the resource".into(),
+        }];
+    }
+    let master_uid = events
+        .iter()
+        .find(|c| prop(c, "RECURRENCE-ID").is_none())
+        .and_then(|c| prop(c, "UID"))
+        .map(|p| p.val.as_str().to_owned());
+    events
+        .into_iter()
+        .map(|component| {
+            let override_of = prop(component, "RECURRENCE-ID").map(time);
+            let key = match &override_of {
+                Some(Ok((t, zone))) => {
+                    format!("{href}#{}", crate::time::key_format(t.to_instant(*zone)))
+                }
+                Some(Err(e)) => {
+                    return Change::Malformed {
+                        key: href.to_owned(),
+                        reason: format!("RECURRENCE-ID: {e}"),
+                    }
+                }
+                None => href.to_owned(),
+            };
+            let cancelled = prop(component, "STATUS")
+                .is_some_and(|s| s.val.as_str().eq_ignore_ascii_case("CANCELLED"));
+            if cancelled {
+                return Change::Delete { key };
+            }
+            match event_of(&key, component, &recurrence_lines(component)) {
+                Ok(mut event) => {
+                    if let Some(Ok((t, zone))) = override_of {
+                        event.parent_event_id = master_uid.clone().map(|_| href.to_owned());
+                        event.original_start_time = Some(t.to_instant(zone));
+                    }
+                    Change::Upsert(Box::new(event))
+                }
+                Err(reason) => Change::Malformed { key, reason },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERIES: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n\
+BEGIN:VTIMEZONE\r\nTZID:America/New_York\r\nEND:VTIMEZONE\r\n\
+BEGIN:VEVENT\r\nUID:standup@example.com\r\nDTSTAMP:20261101T000000Z\r\n\
+DTSTART;TZID=America/New_York:20261102T090000\r\nDURATION:PT15M\r\n\
+RRULE:FREQ=WEEKLY;BYDAY=MO,WE;UNTIL=20261231T000000Z\r\nEXDATE;TZID=America/New_York:20261104T090000\r\n\
+SUMMARY:Stand\\, up\r\nATTENDEE;CN=Ann;PARTSTAT=ACCEPTED:mailto:Ann@Example.com\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:standup@example.com\r\nDTSTAMP:20261101T000000Z\r\n\
+RECURRENCE-ID;TZID=America/New_York:20261109T090000\r\nDTSTART;TZID=America/New_York:20261109T100000\r\n\
+DTEND;TZID=America/New_York:20261109T101500\r\nSUMMARY:Stand-up (moved)\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:standup@example.com\r\nRECURRENCE-ID;TZID=America/New_York:20261111T090000\r\n\
+DTSTART;TZID=America/New_York:20261111T090000\r\nSTATUS:CANCELLED\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    #[test]
+    fn a_series_with_overrides_becomes_a_master_and_children() {
+        let changes = parse_calendar_resource("/cal/standup.ics", SERIES);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        let Change::Upsert(master) = &changes[0] else {
+            panic!("{:?}", changes[0])
+        };
+        assert_eq!(master.event_key, "/cal/standup.ics");
+        assert_eq!(master.title, "Stand, up");
+        assert_eq!(
+            crate::time::key_format(master.start_time),
+            "2026-11-02T14:00:00Z"
+        );
+        assert_eq!(master.end_time - master.start_time, Duration::minutes(15));
+        assert!(master.is_recurring);
+        assert_eq!(master.recurrence_frequency.as_deref(), Some("WEEKLY"));
+        assert!(master
+            .recurrence_rule
+            .as_deref()
+            .unwrap()
+            .contains("EXDATE;TZID=America/New_York:20261104T090000"));
+        assert_eq!(master.attendees[0].email, "ann@example.com");
+        let Change::Upsert(moved) = &changes[1] else {
+            panic!()
+        };
+        assert_eq!(moved.event_key, "/cal/standup.ics#2026-11-09T14:00:00Z");
+        assert_eq!(moved.parent_event_id.as_deref(), Some("/cal/standup.ics"));
+        assert!(
+            matches!(&changes[2], Change::Delete { key } if key == "/cal/standup.ics#2026-11-11T14:00:00Z")
+        );
+    }
+
+    #[test]
+    fn all_day_floating_and_broken_resources() {
+        let all_day = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART;VALUE=DATE:20261224\r\nSUMMARY:Eve\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let Change::Upsert(e) = &parse_calendar_resource("/a.ics", all_day)[0] else {
+            panic!()
+        };
+        assert!(e.is_all_day);
+        assert_eq!(e.end_date, NaiveDate::from_ymd_opt(2026, 12, 25));
+        let broken = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:b\r\nDTSTART:tomorrow\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        assert!(matches!(
+            &parse_calendar_resource("/b.ics", broken)[0],
+            Change::Malformed { .. }
+        ));
+        assert!(matches!(
+            &parse_calendar_resource("/c.ics", "not ical")[0],
+            Change::Malformed { .. }
+        ));
+        assert_eq!(duration("PT1H30M"), Some(Duration::minutes(90)));
+        assert_eq!(duration("-P1W"), Some(-Duration::weeks(1)));
+    }
+}

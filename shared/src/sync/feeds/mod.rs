@@ -1,0 +1,146 @@
+//! Provider feeds behind one interface: fetch a page of changes, given the stored cursor (or
+//! none, for a full listing) and the page token of the listing in progress.
+
+mod caldav;
+mod google;
+mod ical;
+mod microsoft;
+pub(crate) mod zones;
+
+use chrono::{Duration, Utc};
+
+use super::Page;
+use crate::api::App;
+use crate::crypto::{Secret, SecretContext};
+use crate::model::{Connection, Provider, ProviderAccount};
+use crate::providers::ProviderError;
+use crate::time::TimeRange;
+
+pub use ical::parse_calendar_resource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The provider no longer knows our cursor (Google 410, Graph 410, CalDAV valid-sync-token).
+    #[error("the provider forgot our sync cursor")]
+    CursorLost,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// A calendar's feed, with the credentials to read it.
+pub enum Feed {
+    Google(google::GoogleFeed),
+    Microsoft(microsoft::GraphFeed),
+    CalDav(caldav::CalDavFeed),
+}
+
+/// The window a Graph calendarView delta covers: Graph lists instances within a window only.
+pub fn graph_window() -> TimeRange {
+    let now = Utc::now();
+    TimeRange {
+        start: now - Duration::days(90),
+        end: now + Duration::days(400),
+    }
+}
+
+impl Feed {
+    pub async fn open(app: &App, conn: &Connection) -> Result<Self, super::engine::SyncError> {
+        use super::engine::SyncError;
+        let account_id = conn
+            .account_id
+            .as_deref()
+            .ok_or_else(|| SyncError::Internal("calendar without account".into()))?;
+        let account: ProviderAccount = app
+            .store
+            .account(&conn.user_id, account_id)
+            .await?
+            .filter(|a| a.is_connected)
+            .ok_or(ProviderError::InvalidGrant)?;
+        let sealed = account
+            .access_token
+            .as_ref()
+            .ok_or(ProviderError::InvalidGrant)?;
+        let context = SecretContext {
+            user_id: &conn.user_id,
+            account_id,
+            field: "access_token",
+        };
+        let secret: Secret = app
+            .cipher()?
+            .open(sealed, context)
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?;
+        let api_base = |provider: Provider| {
+            app.config
+                .oauth(provider)
+                .map(|s| s.api_base.clone())
+                .ok_or_else(|| {
+                    SyncError::Internal(format!("{} is not configured", provider.slug()))
+                })
+        };
+        Ok(match conn.provider {
+            Provider::Google => Self::Google(google::GoogleFeed {
+                http: app.http.clone(),
+                api_base: api_base(Provider::Google)?,
+                calendar_id: conn.calendar_id.clone(),
+                token: secret,
+            }),
+            Provider::Microsoft => Self::Microsoft(microsoft::GraphFeed {
+                http: app.http.clone(),
+                api_base: api_base(Provider::Microsoft)?,
+                calendar_id: conn.calendar_id.clone(),
+                token: secret,
+                window: graph_window(),
+            }),
+            Provider::Apple => {
+                let location = account
+                    .caldav
+                    .clone()
+                    .ok_or_else(|| SyncError::Internal("CalDAV account without location".into()))?;
+                Self::CalDav(caldav::CalDavFeed {
+                    http: app.http.clone(),
+                    collection: conn.calendar_id.clone(),
+                    username: location.username,
+                    password: secret,
+                    policy: app.config.caldav_policy,
+                })
+            }
+        })
+    }
+
+    /// The window a full listing covers (`None`: the whole calendar).
+    pub fn window(&self) -> Option<TimeRange> {
+        match self {
+            Self::Microsoft(feed) => Some(feed.window),
+            _ => None,
+        }
+    }
+
+    pub async fn fetch(&self, cursor: Option<&str>, page: Option<&str>) -> Result<Page, FeedError> {
+        match self {
+            Self::Google(feed) => feed.fetch(cursor, page).await,
+            Self::Microsoft(feed) => feed.fetch(cursor, page).await,
+            Self::CalDav(feed) => feed.fetch(cursor, page).await,
+        }
+    }
+}
+
+/// Reads a response body, classifying failures; `gone` statuses mean a lost cursor.
+pub(crate) async fn read_body(
+    response: reqwest::Response,
+    gone: &[u16],
+) -> Result<String, FeedError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(crate::providers::transport_error)?;
+    if gone.contains(&status.as_u16()) {
+        return Err(FeedError::CursorLost);
+    }
+    if !status.is_success() {
+        return Err(crate::providers::status_error(status, &headers, &body).into());
+    }
+    Ok(body)
+}
