@@ -10,5 +10,6 @@ mod oauth_flow;
 
 mod support;
 mod sync_caldav;
+mod sync_jobs;
 
 mod template;
