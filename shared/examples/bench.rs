@@ -15,6 +15,7 @@ use calsync_devstack::emulator::Emulator;
 use calsync_devstack::provision::provision;
 use calsync_devstack::template::Template;
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
+
 use http::Method;
 
 const EVENTS: usize = 10_000;
@@ -178,6 +179,143 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("distinct events seen across the year: {}", seen.len());
     kms_calls_per_thousand_decryptions(&app, &sdk).await?;
+    sync_from_google(&sdk, &template).await?;
+    Ok(())
+}
+
+/// Peak resident memory of this process since the last reset (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn reset_peak_rss() {
+    // "5" resets the peak RSS counter (Linux >= 4.0); harmless where unsupported.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Sync: 10,000 new events from the Google emulator, then 100 changed ones.
+async fn sync_from_google(
+    sdk: &aws_config::SdkConfig,
+    template: &Template,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use calsync::sync::engine::{sync_connection, SyncOutcome};
+    let emulator = calsync_provider_emulator::spawn()?;
+    let base = emulator.base_url.clone();
+    let mut env = provision(sdk, template, "bench-sync-").await?.environment;
+    for (k, v) in [
+        ("OAUTH_CALLBACK_BASE", "http://127.0.0.1:3000".to_owned()),
+        ("GOOGLE_CLIENT_ID", "bench".into()),
+        ("GOOGLE_CLIENT_SECRET", "bench-secret".into()),
+        ("GOOGLE_AUTH_URL", format!("{base}/google/o/oauth2/v2/auth")),
+        ("GOOGLE_TOKEN_URL", format!("{base}/google/token")),
+        ("GOOGLE_API_BASE", format!("{base}/google/calendar/v3")),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned())?;
+    let app = App::new(sdk, config);
+    let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
+        "email": "sync-bench@example.com", "password": "benchmark password", "firstName": "S", "lastName": "B"}));
+    let session = app.handle(None, register).await.body.ok_or("no body")?;
+    let token = session["token"].as_str().ok_or("no token")?.to_owned();
+    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    let start = ApiRequest::new(Method::POST, "/v1/connections/google").with_bearer(&token);
+    let auth_url = app.handle(None, start).await.body.ok_or("no body")?["authorizationUrl"]
+        .as_str()
+        .ok_or("no authorizationUrl")?
+        .to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let location = browser.get(&auth_url).send().await?.headers()["location"]
+        .to_str()?
+        .to_owned();
+    let mut callback = ApiRequest::new(Method::GET, "/oauth/google/callback");
+    for (k, v) in url::Url::parse(&location)?.query_pairs() {
+        callback = callback.with_query(&k, &v);
+    }
+    app.handle(None, callback).await;
+    let calendars = app.store.connections(&user_id).await?;
+    let primary = calendars
+        .iter()
+        .find(|c| c.is_primary)
+        .ok_or("no primary calendar")?;
+    let calendar_path: String =
+        url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes()).collect();
+
+    let put = |i: usize, title: String| {
+        let (browser, base, calendar_path) = (browser.clone(), base.clone(), calendar_path.clone());
+        async move {
+            let day = i % 365;
+            let start = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap()
+                + Duration::days(day as i64)
+                + Duration::minutes((i % 8) as i64 * 60);
+            let body = serde_json::json!({
+                "summary": title,
+                "start": {"dateTime": start.to_rfc3339(), "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": (start + Duration::minutes(45)).to_rfc3339(), "timeZone": "Europe/Berlin"},
+            });
+            browser
+                .put(format!(
+                    "{base}/admin/google/calendars/{calendar_path}/events/bench{i:05}"
+                ))
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+        }
+    };
+    const NEW: usize = 10_000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..NEW {
+        tasks.spawn(put(i, format!("Bench event {i}")));
+        if tasks.len() >= 64 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+
+    let measure = |label: &'static str| {
+        let app = app.clone();
+        let (user_id, calendar_id) = (user_id.clone(), primary.id.clone());
+        async move {
+            reset_peak_rss();
+            let before = app.store.stats();
+            let started = std::time::Instant::now();
+            let outcome = sync_connection(&app, &user_id, &calendar_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let elapsed = started.elapsed();
+            let after = app.store.stats();
+            let SyncOutcome::Synced(report) = outcome else {
+                return Err(format!("{outcome:?}"));
+            };
+            let writes = after.write_requests - before.write_requests;
+            println!(
+                "sync {label}: {} events written, {} unchanged, {} pages, {writes} DynamoDB write requests ({:.1} per 1,000 written), {:.2} s, peak RSS {:.0} MiB",
+                report.written,
+                report.unchanged,
+                report.pages,
+                writes as f64 * 1000.0 / report.written.max(1) as f64,
+                elapsed.as_secs_f64(),
+                peak_rss_mib().unwrap_or(f64::NAN)
+            );
+            Ok::<_, String>(report)
+        }
+    };
+    let first = measure("of 10,000 new events").await?;
+    for i in (0..NEW).step_by(NEW / 100) {
+        put(i, format!("Bench event {i} (changed)")).await?;
+    }
+    let second = measure("of 100 changed events").await?;
+    println!(
+        "unchanged events written on the second sync: {} (target 0)",
+        second.written.saturating_sub(100)
+    );
+    let _ = first;
     Ok(())
 }
 

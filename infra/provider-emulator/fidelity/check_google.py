@@ -13,6 +13,12 @@
 3. Lists the calendars once more through google-api-python-client itself (built from that same
    discovery document, pointed at the emulator), including its `list_next` paging, and has the
    library's `HttpError` parse the emulator's 401 body.
+4. Events: validates every events.list page against the `Events` / `Event` schemas — a full sync
+   over short and empty pages (admin setting `shortPages`), an incremental sync carrying a
+   deleted event (the minimal cancelled form) and a cancelled instance of a series — checks that
+   `nextSyncToken` comes only on the last page, pages through the same listing with the client
+   library's `events().list_next`, and has `HttpError` read the 410 `fullSyncRequired` answer
+   after the emulator's sync tokens are invalidated.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -48,6 +54,14 @@ REQUIRED_ENTRY = [
     "foregroundColor", "accessRole", "defaultReminders", "conferenceProperties",
 ]
 REQUIRED_LIST = ["kind", "etag", "items"]
+# Fields calsync reads from events.list pages and events; a cancelled event is only guaranteed
+# to carry id and status (plus recurringEventId / originalStartTime for an instance).
+REQUIRED_EVENTS = ["kind", "etag", "summary", "updated", "timeZone", "accessRole",
+                   "defaultReminders", "items"]
+REQUIRED_EVENT = ["kind", "etag", "id", "status", "htmlLink", "created", "updated", "creator",
+                  "organizer", "start", "end", "iCalUID", "sequence", "reminders", "eventType"]
+RFC3339_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 # Documented in Google's OAuth 2.0 for Web Server Applications guide.
 TOKEN_FIELDS = {"access_token", "expires_in", "refresh_token", "scope", "token_type", "id_token",
                 "refresh_token_expires_in"}
@@ -174,6 +188,167 @@ def check_page(page: dict, schemas: dict, path: str) -> None:
                 fail(f"{where}.timeZone: {entry['timeZone']!r} is not an IANA time zone")
         if "primary" in entry and entry["primary"] is not True:
             fail(f"{where}.primary: Google omits the field rather than sending {entry['primary']!r}")
+
+
+def check_event_time(value, where: str, cal_tz_ok=True) -> None:
+    if not isinstance(value, dict):
+        return fail(f"{where}: not an object")
+    if ("date" in value) == ("dateTime" in value):
+        fail(f"{where}: exactly one of date / dateTime expected, got {value}")
+    if "date" in value and not re.fullmatch(r"\d{4}-\d\d-\d\d", str(value["date"])):
+        fail(f"{where}.date: {value['date']!r} is not yyyy-mm-dd")
+    if "dateTime" in value and not RFC3339.fullmatch(str(value["dateTime"])):
+        fail(f"{where}.dateTime: {value['dateTime']!r} is not RFC 3339 with an offset")
+    if "timeZone" in value:
+        try:
+            zoneinfo.ZoneInfo(value["timeZone"])
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            fail(f"{where}.timeZone: {value['timeZone']!r} is not an IANA time zone")
+
+
+def check_event(event: dict, schemas: dict, where: str) -> None:
+    kind = schemas["Event"]["properties"]["kind"]["default"]
+    if event.get("kind") != kind:
+        fail(f"{where}.kind: {event.get('kind')!r}, expected {kind!r}")
+    if not re.fullmatch(r'"[^"]+"', str(event.get("etag", ""))):
+        fail(f"{where}.etag: {event.get('etag')!r} is not a quoted entity tag")
+    if not re.fullmatch(r"[0-9a-v]{5,1024}(_\d{8}(T\d{6}Z)?)?", str(event.get("id", ""))):
+        fail(f"{where}.id: {event.get('id')!r} is not a base32hex event id")
+    minimal = event.get("status") == "cancelled" and "created" not in event
+    if minimal:
+        allowed = {"kind", "etag", "id", "status", "recurringEventId", "originalStartTime"}
+        for field in set(event) - allowed:
+            fail(f"{where}: the minimal cancelled form carries {field!r}")
+        if "recurringEventId" in event:
+            check_event_time(event.get("originalStartTime"), f"{where}.originalStartTime")
+        return
+    for field in REQUIRED_EVENT:
+        if field not in event:
+            fail(f"{where}: required field {field!r} missing")
+    for field in ("created", "updated"):
+        if field in event and not RFC3339_UTC_MS.fullmatch(str(event[field])):
+            fail(f"{where}.{field}: {event[field]!r} is not RFC 3339 UTC with milliseconds")
+    for field in ("start", "end", "originalStartTime"):
+        if field in event:
+            check_event_time(event[field], f"{where}.{field}")
+    if ("recurringEventId" in event) != ("originalStartTime" in event):
+        fail(f"{where}: recurringEventId and originalStartTime come together")
+    for line in event.get("recurrence", []):
+        if not re.match(r"(RRULE|EXRULE|RDATE|EXDATE)[:;]", line):
+            fail(f"{where}.recurrence: {line!r} is not an RFC 5545 line")
+
+
+def check_events_page(page: dict, schemas: dict, path: str) -> None:
+    validate(page, {"$ref": "Events"}, schemas, path)
+    for field in REQUIRED_EVENTS:
+        if field not in page:
+            fail(f"{path}: required field {field!r} missing")
+    if page.get("kind") != schemas["Events"]["properties"]["kind"]["default"]:
+        fail(f"{path}.kind: {page.get('kind')!r}")
+    if ("nextPageToken" in page) == ("nextSyncToken" in page):
+        fail(f"{path}: exactly one of nextPageToken / nextSyncToken must be present")
+    for i, event in enumerate(page.get("items", [])):
+        check_event(event, schemas, f"{path}.items[{i}]")
+
+
+def walk_events(base: str, auth: dict, schemas: dict, what: str, **params) -> tuple[list, list, str]:
+    """Every page of one events.list, validated; (pages, items, nextSyncToken)."""
+    url = f"{base}/google/calendar/v3/calendars/primary/events"
+    pages, items, page_token = [], [], None
+    while len(pages) < 200:
+        query = dict(params, **({"pageToken": page_token} if page_token else {}))
+        status, headers, body = http("GET", f"{url}?{urllib.parse.urlencode(query)}", headers=auth)
+        if status != 200:
+            fail(f"{what} page {len(pages) + 1}: {status} {body[:300]!r}")
+            break
+        page = json.loads(body)
+        pages.append(page)
+        check_events_page(page, schemas, f"{what}(page {len(pages)})")
+        items += page.get("items", [])
+        page_token = page.get("nextPageToken")
+        if not page_token:
+            return pages, items, page.get("nextSyncToken", "")
+    fail(f"{what}: paging did not end")
+    return pages, items, ""
+
+
+def admin(base: str, method: str, path: str, body=None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with OPENER.open(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def check_events(base: str, token: dict, schemas: dict, service) -> tuple[int, int]:
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    admin(base, "PUT", "/admin/settings", {"shortPages": True})
+    pages, items, sync_token = walk_events(base, auth, schemas, "events(full)", maxResults=3)
+    sizes = [len(p.get("items", [])) for p in pages]
+    if not any(n == 0 and "nextPageToken" in p for n, p in zip(sizes, pages)):
+        fail(f"events(full): shortPages gave no empty page before the end: {sizes}")
+    if not sync_token:
+        fail("events(full): no nextSyncToken on the last page")
+    truth = admin(base, "GET", "/admin/google/calendars/primary/events")
+    expected = sorted(e["id"] for e in truth["items"] + truth["cancelledInstances"])
+    if sorted(e.get("id") for e in items) != expected:
+        fail(f"events(full): listed {sorted(e.get('id') for e in items)}, the provider holds {expected}")
+    if not any(e.get("status") == "cancelled" and "recurringEventId" in e for e in items):
+        fail("events(full): the cancelled instance of the sample series is missing")
+    if not any("recurrence" in e for e in items) or not any("date" in e.get("start", {}) for e in items):
+        fail("events(full): expected a recurring master and an all-day event among the samples")
+
+    # The client library pages through the same listing (short and empty pages included).
+    listed, request = [], service.events().list(calendarId="primary", maxResults=3)
+    library_pages = 0
+    while request is not None and library_pages < 200:
+        response = request.execute()
+        library_pages += 1
+        listed += [e["id"] for e in response.get("items", [])]
+        last = response
+        request = service.events().list_next(request, response)
+    if sorted(listed) != expected:
+        fail(f"google-api-python-client events().list_next listed {sorted(listed)}, expected {expected}")
+    if not last.get("nextSyncToken"):
+        fail("google-api-python-client: the last page has no nextSyncToken")
+
+    # Provider-side changes, then an incremental sync: a deleted event in the minimal form.
+    admin(base, "DELETE", "/admin/google/calendars/primary/events/seed0dentist")
+    admin(base, "PUT", "/admin/google/calendars/primary/events/fidcheck0001", {
+        "summary": "Fidelity", "start": {"dateTime": "2030-01-01T09:00:00Z", "timeZone": "UTC"},
+        "end": {"dateTime": "2030-01-01T10:00:00Z", "timeZone": "UTC"}})
+    _, changed, next_token = walk_events(base, auth, schemas, "events(incremental)",
+                                         syncToken=sync_token, maxResults=3)
+    by_id = {e.get("id"): e for e in changed}
+    if sorted(by_id) != ["fidcheck0001", "seed0dentist"]:
+        fail(f"events(incremental): got {sorted(by_id)}")
+    deleted = by_id.get("seed0dentist", {})
+    if sorted(deleted) != ["etag", "id", "kind", "status"] or deleted.get("status") != "cancelled":
+        fail(f"events(incremental): the deleted event is {deleted}")
+    if not next_token or next_token == sync_token:
+        fail("events(incremental): no new nextSyncToken")
+    response = service.events().list(calendarId="primary", syncToken=sync_token).execute()
+    if sorted(e["id"] for e in response.get("items", [])) != ["fidcheck0001", "seed0dentist"]:
+        fail(f"google-api-python-client incremental: {response.get('items')}")
+
+    # Invalidated sync tokens: 410 fullSyncRequired, read by the library's HttpError.
+    admin(base, "POST", "/admin/google/calendars/primary/invalidate-sync-tokens")
+    try:
+        service.events().list(calendarId="primary", syncToken=next_token).execute()
+        fail("events(syncToken after invalidation): no error")
+    except googleapiclient.errors.HttpError as error:
+        details = error.error_details if isinstance(error.error_details, list) else []
+        if error.status_code != 410 or error.reason != "Sync token is no longer valid, a full sync is required.":
+            fail(f"410: HttpError {error.status_code} {error.reason!r}")
+        if not details or details[0].get("reason") != "fullSyncRequired" or details[0].get("domain") != "global":
+            fail(f"410: error_details {error.error_details!r}")
+    status, _, body = http("GET", f"{base}/google/calendar/v3/calendars/primary/events?"
+                           + urllib.parse.urlencode({"syncToken": next_token}), headers=auth)
+    parsed = json.loads(body) if status == 410 else {}
+    if parsed.get("error", {}).get("status") != "GONE" or parsed["error"].get("code") != 410:
+        fail(f"410 body: {status} {body[:300]!r}")
+    admin(base, "PUT", "/admin/settings", {"shortPages": False})
+    return len(items), len(pages)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,13 +503,16 @@ def main() -> int:
     if listed != ids:
         fail(f"google-api-python-client listed {listed}, expected {ids}")
 
+    event_count, event_pages = check_events(base, token, schemas, service)
+
     if errors:
         print(f"check_google: {len(errors)} mismatch(es) with the Calendar v3 discovery document / Google OAuth:",
               file=sys.stderr)
         for message in errors:
             print(f"  - {message}", file=sys.stderr)
         return 1
-    print(f"check_google: OK ({len(walked)} calendars over {pages} pages match calendar.v3 "
+    print(f"check_google: OK ({len(walked)} calendars over {pages} pages and {event_count} events "
+          f"over {event_pages} short pages, plus incremental and 410 answers, match calendar.v3 "
           f"revision {discovery.get('revision')}; google-api-python-client paged them too)")
     return 0
 

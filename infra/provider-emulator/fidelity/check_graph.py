@@ -14,6 +14,11 @@
    writer unchanged (a wrong JSON type or an unknown enum value would be dropped), and the parsed
    objects must carry the values calsync reads (id, name, is_default_calendar, hex_color,
    owner.address, odata_next_link).
+3. Events: walks a calendarView delta round page by page (`Prefer: odata.maxpagesize`) and has
+   the SDK's delta response model (`DeltaGetResponse` with `Event` values) parse every page the
+   same way; checks the deltaLink; makes provider-side changes (a deletion, a move out of the
+   window), follows the deltaLink and parses the `@removed` entries; then has `ODataError` parse
+   the 410 answer after the emulator's delta tokens are invalidated.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -36,6 +41,11 @@ from msgraph.generated.models.calendar import Calendar
 from msgraph.generated.models.calendar_collection_response import CalendarCollectionResponse
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.user import User
+from msgraph.generated.models.event import Event
+from msgraph.generated.users.item.calendar_view.delta.delta_get_response import DeltaGetResponse
+from kiota_abstractions.date_utils import datetime_from_iso_format_compat
+import datetime
+import re
 
 CLIENT_ID = "00000000-0000-0000-0000-00000000f1de"
 CLIENT_SECRET = "fidelity-secret"
@@ -83,8 +93,9 @@ REGISTRY = ParseNodeFactoryRegistry()
 REGISTRY.CONTENT_TYPE_ASSOCIATED_FACTORIES["application/json"] = JsonParseNodeFactory()
 
 
-def parse(model, headers: dict, body: bytes, what: str):
-    """Parses `body` as `model` the way the SDK's request adapter does; checks the round trip."""
+def parse(model, headers: dict, body: bytes, what: str, extra_ok: tuple = ()):
+    """Parses `body` as `model` the way the SDK's request adapter does; checks the round trip.
+    `extra_ok`: annotations besides `@odata.*` that may land in additional_data (`@removed`)."""
     content_type = headers.get("content-type", "")
     try:
         node = REGISTRY.get_root_parse_node(content_type, body)
@@ -93,7 +104,7 @@ def parse(model, headers: dict, body: bytes, what: str):
         return None
     parsed = node.get_object_value(model)
     raw = json.loads(body)
-    check_additional_data(parsed, what)
+    check_additional_data(parsed, what, extra_ok)
     writer = JsonSerializationWriter()
     writer.write_object_value(None, parsed)
     round_trip = json.loads(writer.get_serialized_content())
@@ -101,11 +112,11 @@ def parse(model, headers: dict, body: bytes, what: str):
     return parsed
 
 
-def check_additional_data(obj, path: str) -> None:
+def check_additional_data(obj, path: str, extra_ok: tuple = ()) -> None:
     """Fields a model does not declare go to additional_data: only OData annotations may."""
     extra = getattr(obj, "additional_data", None) or {}
     for key in extra:
-        if not key.startswith("@odata."):
+        if not key.startswith("@odata.") and key not in extra_ok:
             fail(f"{path}.{key}: not a property of {type(obj).__name__} in msgraph-sdk")
     for name, value in vars(obj).items():
         if name == "additional_data":
@@ -113,9 +124,9 @@ def check_additional_data(obj, path: str) -> None:
         if isinstance(value, list):
             for i, item in enumerate(value):
                 if hasattr(item, "get_field_deserializers"):
-                    check_additional_data(item, f"{path}.{name}[{i}]")
+                    check_additional_data(item, f"{path}.{name}[{i}]", extra_ok)
         elif hasattr(value, "get_field_deserializers"):
-            check_additional_data(value, f"{path}.{name}")
+            check_additional_data(value, f"{path}.{name}", extra_ok)
 
 
 def compare(raw, round_trip, path: str) -> None:
@@ -135,8 +146,18 @@ def compare(raw, round_trip, path: str) -> None:
             return fail(f"{path}: {json.dumps(raw)} came back as {json.dumps(round_trip)}")
         for i, (a, b) in enumerate(zip(raw, round_trip)):
             compare(a, b, f"{path}[{i}]")
-    elif raw != round_trip:
+    elif raw != round_trip and not same_instant(raw, round_trip):
         fail(f"{path}: {json.dumps(raw)} came back as {json.dumps(round_trip)}")
+
+
+def same_instant(a, b) -> bool:
+    """Edm.DateTimeOffset values: Graph writes 7 fractional digits and Z, Python writes +00:00."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        return datetime_from_iso_format_compat(a) == datetime_from_iso_format_compat(b)
+    except ValueError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,6 +223,141 @@ def check_token(token: dict, what: str) -> dict:
     for field in set(token) - TOKEN_FIELDS:
         fail(f"{what}: undocumented field {field!r}")
     return token
+
+
+# ------------------------------------------------------------------------------------------------
+# Events: calendarView delta
+
+GRAPH_LOCAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}")
+WINDOWS_ZONES = {"GMT Standard Time", "Pacific Standard Time", "W. Europe Standard Time", "UTC"}
+
+
+def admin(base: str, method: str, path: str, body=None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with OPENER.open(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def delta_round(url: str, auth: dict, what: str, page_size: int) -> tuple[list, list, str]:
+    """Every page of one delta round, parsed by the SDK; (raw items, parsed events, deltaLink)."""
+    raw_items, events, pages = [], [], 0
+    headers = {**auth, "Prefer": f"odata.maxpagesize={page_size}"}
+    while url and pages < 100:
+        pages += 1
+        status, response_headers, body = http("GET", url, headers=headers)
+        if status != 200:
+            fail(f"{what} page {pages}: {status} {body[:300]!r}")
+            return raw_items, events, ""
+        raw = json.loads(body)
+        page = parse(DeltaGetResponse, response_headers, body, f"{what}(page {pages})", ("@removed",))
+        if page is None:
+            return raw_items, events, ""
+        if raw.get("@odata.context") != "https://graph.microsoft.com/v1.0/$metadata#Collection(event)":
+            fail(f"{what} page {pages}: @odata.context {raw.get('@odata.context')!r}")
+        if len(page.value or []) > page_size:
+            fail(f"{what} page {pages}: {len(page.value)} events for odata.maxpagesize={page_size}")
+        if (page.odata_next_link is None) == (page.odata_delta_link is None):
+            fail(f"{what} page {pages}: exactly one of @odata.nextLink / @odata.deltaLink expected")
+        if page.odata_next_link != raw.get("@odata.nextLink") or page.odata_delta_link != raw.get("@odata.deltaLink"):
+            fail(f"{what} page {pages}: the SDK read other links than the body has")
+        raw_items += raw.get("value", [])
+        events += page.value or []
+        if page.odata_next_link:
+            if "$skiptoken=" not in page.odata_next_link or "startDateTime" in page.odata_next_link:
+                fail(f"{what} page {pages}: nextLink {page.odata_next_link!r}")
+            url = page.odata_next_link
+        else:
+            if "$deltatoken=" not in (page.odata_delta_link or ""):
+                fail(f"{what} page {pages}: deltaLink {page.odata_delta_link!r}")
+            return raw_items, events, page.odata_delta_link
+    fail(f"{what}: paging did not end")
+    return raw_items, events, ""
+
+
+def check_event(event, raw: dict, where: str) -> None:
+    if not isinstance(event, Event):
+        return fail(f"{where}: parsed as {type(event).__name__}")
+    if event.id != raw.get("id") or not event.change_key or not event.i_cal_u_id:
+        fail(f"{where}: Event.id / change_key / i_cal_u_id {event.id!r} {event.change_key!r}")
+    if (event.additional_data or {}).get("@odata.etag") != f'W/"{event.change_key}"':
+        fail(f"{where}: @odata.etag {(event.additional_data or {}).get('@odata.etag')!r}")
+    if event.type is None or event.type.value not in ("singleInstance", "occurrence", "exception"):
+        fail(f"{where}: calendarView type {getattr(event.type, 'value', None)!r}")
+    elif event.type.value != "singleInstance" and not event.series_master_id:
+        fail(f"{where}: an {event.type.value} without seriesMasterId")
+    if event.type is not None and event.type.value in ("occurrence", "exception") and event.original_start is None:
+        fail(f"{where}: an {event.type.value} without originalStart")
+    for name in ("start", "end"):
+        t = getattr(event, name)
+        if t is None or t.time_zone != "UTC" or not GRAPH_LOCAL.fullmatch(t.date_time or ""):
+            fail(f"{where}.{name}: {t!r} is not a UTC dateTimeTimeZone with 7 fractional digits")
+    if event.is_all_day and not (event.start.date_time or "").endswith("T00:00:00.0000000"):
+        fail(f"{where}: an all-day event that does not start at midnight")
+    if event.original_start_time_zone not in WINDOWS_ZONES:
+        fail(f"{where}: originalStartTimeZone {event.original_start_time_zone!r}")
+    if event.created_date_time is None or event.last_modified_date_time is None:
+        fail(f"{where}: created/lastModifiedDateTime missing")
+    if event.recurrence is not None:
+        fail(f"{where}: an instance carries a recurrence")
+
+
+def check_events(base: str, token: dict) -> tuple[int, int]:
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = (now - datetime.timedelta(days=14)).strftime("%Y-%m-%dT00:00:00Z")
+    end = (now + datetime.timedelta(days=14)).strftime("%Y-%m-%dT00:00:00Z")
+    first = f"{base}/microsoft/v1.0/me/calendarView/delta?" + urllib.parse.urlencode(
+        {"startDateTime": start, "endDateTime": end})
+
+    status, headers, body = http("GET", f"{base}/microsoft/v1.0/me/calendarView/delta", headers=auth)
+    error = parse(ODataError, headers, body, "delta without a window") if status == 400 else None
+    if error is None or error.error.code != "ErrorInvalidParameter":
+        fail(f"delta without a window: {status} {body[:200]!r}")
+
+    raw_items, events, delta_link = delta_round(first, auth, "delta(first)", 2)
+    for i, (event, raw) in enumerate(zip(events, raw_items)):
+        check_event(event, raw, f"delta(first).value[{i}]")
+    truth = admin(base, "GET", "/admin/microsoft/calendars/default/events?"
+                  + urllib.parse.urlencode({"startDateTime": start, "endDateTime": end}))
+    if sorted(e.id for e in events) != sorted(e["id"] for e in truth["value"]):
+        fail(f"delta(first): {sorted(e.id for e in events)} is not the provider's {sorted(e['id'] for e in truth['value'])}")
+    kinds = {e.type.value for e in events if e.type}
+    if not {"singleInstance", "occurrence"} <= kinds:
+        fail(f"delta(first): expected single instances and occurrences, got {kinds}")
+    teams = [e for e in events if e.online_meeting and e.online_meeting.join_url]
+    if not teams or not teams[0].is_online_meeting:
+        fail("delta(first): the sample Teams meeting has no onlineMeeting.joinUrl")
+    if not any(e.is_all_day for e in events):
+        fail("delta(first): the sample all-day event is missing")
+
+    # Provider-side changes: one event deleted, one moved out of the window.
+    singles = [e for e in truth["value"] if e["type"] == "singleInstance"]
+    deleted, moved = singles[0], singles[1]
+    admin(base, "DELETE", "/admin/microsoft/calendars/default/events/" + urllib.parse.quote(deleted["id"], safe=""))
+    admin(base, "PUT", "/admin/microsoft/calendars/default/events/" + urllib.parse.quote(moved["id"], safe=""), {
+        "subject": moved["subject"], "start": {"dateTime": "2040-01-01T09:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2040-01-01T10:00:00", "timeZone": "UTC"}})
+    raw_changes, changes, next_link = delta_round(delta_link, auth, "delta(changes)", 2)
+    removed = sorted(e.id for e in changes if (e.additional_data or {}).get("@removed") == {"reason": "deleted"})
+    if removed != sorted([deleted["id"], moved["id"]]):
+        fail(f"delta(changes): @removed for {removed}, expected the deleted and the moved event")
+    for event, raw in zip(changes, raw_changes):
+        if "@removed" in raw and (event.odata_type != "#microsoft.graph.event" or set(raw) != {"@odata.type", "id", "@removed"}):
+            fail(f"delta(changes): removed entry {raw}")
+
+    # Invalidated delta tokens: 410 read by ODataError.
+    admin(base, "POST", "/admin/microsoft/calendars/default/invalidate-delta-tokens")
+    status, headers, body = http("GET", next_link, headers=auth)
+    if status != 410:
+        fail(f"deltaLink after invalidation: {status}, expected 410")
+    else:
+        error = parse(ODataError, headers, body, "410 body")
+        main_error = getattr(error, "error", None)
+        if main_error is None or main_error.code != "syncStateNotFound" or not main_error.message:
+            fail(f"410 body: ODataError.error {main_error!r}")
+    return len(events), len(changes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,14 +453,17 @@ def main() -> int:
         elif main_error.inner_error is None or not main_error.inner_error.request_id or main_error.inner_error.date is None:
             fail(f"401 body: innerError {main_error.inner_error!r}")
 
+    event_count, change_count = check_events(base, token)
+
     if errors:
         print(f"check_graph: {len(errors)} mismatch(es) with msgraph-sdk's models / the identity platform:",
               file=sys.stderr)
         for message in errors:
             print(f"  - {message}", file=sys.stderr)
         return 1
-    print(f"check_graph: OK (/me and {len(walked)} calendars over {pages} pages parse losslessly "
-          f"into msgraph-sdk models; refresh tokens rotate)")
+    print(f"check_graph: OK (/me, {len(walked)} calendars over {pages} pages, a calendarView delta "
+          f"round of {event_count} events and one of {change_count} changes with @removed entries "
+          f"parse losslessly into msgraph-sdk models; 410 parses as ODataError; refresh tokens rotate)")
     return 0
 
 

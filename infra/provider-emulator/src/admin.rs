@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::http::{json, Req, Resp};
 use crate::state::{CalendarSpec, Fault, Provider, State};
-use crate::{google, microsoft, Emulator};
+use crate::{google, google_events, graph_events, microsoft, Emulator};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -39,6 +39,7 @@ struct CalendarBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SettingsBody {
     access_token_ttl_seconds: Option<u64>,
+    short_pages: Option<bool>,
 }
 
 fn bad_request(message: impl std::fmt::Display) -> Resp {
@@ -50,7 +51,7 @@ fn parse<T: for<'de> Deserialize<'de>>(req: &Req) -> Result<T, Box<Resp>> {
 }
 
 fn settings_json(st: &State) -> Value {
-    json!({ "accessTokenTtlSeconds": st.access_token_ttl })
+    json!({ "accessTokenTtlSeconds": st.access_token_ttl, "shortPages": st.short_pages })
 }
 
 pub(crate) fn handle(em: &Emulator, req: &Req) -> Resp {
@@ -88,6 +89,9 @@ pub(crate) fn handle(em: &Emulator, req: &Req) -> Resp {
             let mut st = em.lock();
             if let Some(ttl) = body.access_token_ttl_seconds {
                 st.access_token_ttl = ttl;
+            }
+            if let Some(short) = body.short_pages {
+                st.short_pages = short;
             }
             json(200, &settings_json(&st))
         }
@@ -131,11 +135,33 @@ pub(crate) fn handle(em: &Emulator, req: &Req) -> Resp {
             let st = em.lock();
             json(200, &serde_json::to_value(&st.stats).unwrap_or(Value::Null))
         }
-        _ => json(
-            404,
-            &json!({ "error": format!("no admin route {} {}", req.method, req.path) }),
-        ),
+        (_, path) if path.starts_with("/admin/google/calendars/") => {
+            let rest: Vec<&str> = path["/admin/google/calendars/".len()..]
+                .split('/')
+                .collect();
+            match google_events::admin(&mut em.lock(), req, &rest) {
+                Some(resp) => resp,
+                None => no_route(req),
+            }
+        }
+        (_, path) if path.starts_with("/admin/microsoft/calendars/") => {
+            let rest: Vec<&str> = path["/admin/microsoft/calendars/".len()..]
+                .split('/')
+                .collect();
+            match graph_events::admin(&mut em.lock(), req, &rest) {
+                Some(resp) => resp,
+                None => no_route(req),
+            }
+        }
+        _ => no_route(req),
     }
+}
+
+fn no_route(req: &Req) -> Resp {
+    json(
+        404,
+        &json!({ "error": format!("no admin route {} {}", req.method, req.path) }),
+    )
 }
 
 fn put_account(em: &Emulator, req: &Req) -> Resp {
@@ -201,7 +227,11 @@ pub(crate) fn fault_response(fault: &Fault, req: &Req) -> Option<Resp> {
         });
     let mut resp = if fault.malformed {
         let full = fault.body.clone().unwrap_or_else(|| {
-            if path.starts_with("/google/calendar/") {
+            if path.starts_with("/google/calendar/v3/calendars/") {
+                r#"{"kind": "calendar#events", "etag": "\"p33c9ltq\"", "summary": "alice@gmail.test", "items": [{"kind": "calendar#event", "id": "seed0planning", "status": "confirmed"}]}"#.into()
+            } else if path.starts_with("/microsoft/v1.0/me/calendarView") || path.contains("/calendarView/") {
+                r#"{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)", "value": [{"id": "AAMkAGI2TG93AAA=", "subject": "Project sync"}]}"#.into()
+            } else if path.starts_with("/google/calendar/") {
                 r#"{"kind": "calendar#calendarList", "etag": "\"p33c9ltq\"", "items": [{"kind": "calendar#calendarListEntry", "id": "alice@gmail.test"}]}"#.into()
             } else if path.starts_with("/microsoft/v1.0/") {
                 r#"{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity", "value": [{"id": "AAMkAGI2TG93AAA="}]}"#.into()

@@ -42,6 +42,12 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
         ("POST", "/google/token") => token(em, req),
         ("POST" | "GET", "/google/revoke") => revoke(em, req),
         ("GET", "/google/calendar/v3/users/me/calendarList") => calendar_list(em, req),
+        (_, path) if path.starts_with("/google/calendar/v3/calendars/") => {
+            match crate::google_events::route(em, req) {
+                Some(resp) => resp,
+                None => api_error(404, "Not Found", "notFound", "global", "NOT_FOUND"),
+            }
+        }
         (_, path) if path.starts_with("/google/calendar/") => {
             api_error(404, "Not Found", "notFound", "global", "NOT_FOUND")
         }
@@ -421,7 +427,7 @@ pub(crate) fn oauth_error_for_status(status: u16) -> Resp {
     }
 }
 
-fn unauthenticated(missing: bool) -> Resp {
+pub(crate) fn unauthenticated(missing: bool) -> Resp {
     let (message, inner, reason) = if missing {
         (
             "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
@@ -463,7 +469,7 @@ fn unauthenticated(missing: bool) -> Resp {
     )
 }
 
-fn insufficient_scopes() -> Resp {
+pub(crate) fn insufficient_scopes(method: &str) -> Resp {
     json(
         403,
         &json!({
@@ -482,7 +488,7 @@ fn insufficient_scopes() -> Resp {
                     "domain": "googleapis.com",
                     "metadata": {
                         "service": "calendar-json.googleapis.com",
-                        "method": "calendar.v1.CalendarListService.List",
+                        "method": method,
                     },
                 }],
             }
@@ -490,7 +496,7 @@ fn insufficient_scopes() -> Resp {
     )
 }
 
-fn invalid_value(parameter: &str, value: &str) -> Resp {
+pub(crate) fn invalid_value(parameter: &str, value: &str) -> Resp {
     json(
         400,
         &json!({
@@ -604,7 +610,7 @@ fn calendar_list(em: &Emulator, req: &Req) -> Resp {
         .iter()
         .any(|s| CALENDAR_LIST_SCOPES.contains(&s.as_str()))
     {
-        return insufficient_scopes();
+        return insufficient_scopes("calendar.v1.CalendarListService.List");
     }
     let Some(account) = st.account(Provider::Google, &grant.account) else {
         return unauthenticated(false);

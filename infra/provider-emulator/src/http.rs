@@ -18,6 +18,8 @@ pub(crate) struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Set by a `malformedItem` fault: the next events page carries one unparseable event.
+    pub malformed_item: bool,
 }
 
 impl Req {
@@ -36,6 +38,7 @@ impl Req {
             query,
             headers,
             body,
+            malformed_item: false,
         }
     }
 
@@ -66,6 +69,26 @@ impl Req {
             Some("")
         }
     }
+}
+
+/// Percent-decodes one path segment (`+` stays a plus, as in paths).
+pub(crate) fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// First value of `name` among `pairs`; an empty value counts as absent, as the providers treat it.

@@ -1,4 +1,5 @@
-//! Emulators of Google's and Microsoft's OAuth 2.0 and calendar-list APIs, in memory, on loopback.
+//! Emulators of Google's and Microsoft's OAuth 2.0, calendar-list and event APIs, in memory, on
+//! loopback.
 //!
 //! Everything is under one base URL (`http://127.0.0.1:PORT`):
 //!
@@ -6,18 +7,25 @@
 //! |---|---|
 //! | `/google/o/oauth2/v2/auth`, `/google/token`, `/google/revoke` | Google OAuth 2.0 (code + PKCE S256) |
 //! | `/google/calendar/v3/users/me/calendarList` | Calendar API v3 `calendarList.list` |
+//! | `/google/calendar/v3/calendars/{calendarId}/events[/{eventId}]` | Calendar API v3 `events` |
 //! | `/microsoft/{tenant}/oauth2/v2.0/{authorize,token}` | Microsoft identity platform v2.0 |
 //! | `/microsoft/v1.0/me`, `/microsoft/v1.0/me/calendars` | Microsoft Graph v1.0 |
-//! | `/admin/{reset,accounts,settings,faults,stats}` | control plane for tests |
+//! | `/microsoft/v1.0/me[/calendars/{id}]/calendarView/delta`, `.../events[/{id}]` | Graph events |
+//! | `/admin/{reset,accounts,settings,faults,stats}`, `/admin/{google,microsoft}/calendars/...` | control plane for tests |
 //!
 //! Configured test users consent automatically; any `client_id` is accepted with any non-empty
 //! `client_secret` (form field or HTTP Basic).
 
 mod admin;
+mod events;
 mod google;
+mod google_events;
+mod graph_events;
 mod http;
 mod microsoft;
+mod recurrence;
 mod state;
+mod tz;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -124,7 +132,7 @@ impl Emulator {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return http::json(413, &json!({ "error": "request body too large" })),
         };
-        let req = Req::new(parts.method, &parts.uri, parts.headers, body);
+        let mut req = Req::new(parts.method, &parts.uri, parts.headers, body);
         if req.path == "/admin" || req.path.starts_with("/admin/") {
             return admin::handle(self, &req);
         }
@@ -144,6 +152,7 @@ impl Emulator {
             if let Some(resp) = admin::fault_response(&fault, &req) {
                 return resp;
             }
+            req.malformed_item = fault.malformed_item;
         }
         self.route(&req)
     }

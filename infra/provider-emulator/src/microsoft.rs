@@ -23,7 +23,7 @@ const GRAPH: &str = "https://graph.microsoft.com/";
 /// Scopes that describe the sign-in itself; they are not listed in the token response's `scope`.
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
-const CALENDAR_SCOPES: &[&str] = &[
+pub(crate) const CALENDAR_SCOPES: &[&str] = &[
     "calendars.read",
     "calendars.readbasic",
     "calendars.readwrite",
@@ -47,6 +47,9 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
     Some(match (method, segments.as_slice()) {
         ("GET", ["microsoft", "v1.0", "me"]) => me(em, req),
         ("GET", ["microsoft", "v1.0", "me", "calendars"]) => calendars(em, req),
+        (_, ["microsoft", "v1.0", "me", ..]) if crate::graph_events::handles(&segments[3..]) => {
+            crate::graph_events::route(em, req, &segments[3..])
+        }
         (_, ["microsoft", "v1.0", ..]) => graph_error(
             req,
             400,
@@ -449,9 +452,9 @@ fn unauthorized(req: &Req, problem: TokenProblem) -> Resp {
     )
 }
 
-const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+pub(crate) const ODATA_JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 
-fn graph_ok(req: &Req, body: &Value) -> Resp {
+pub(crate) fn graph_ok(req: &Req, body: &Value) -> Resp {
     let resp = response(200, ODATA_JSON, body.to_string());
     let request_id = guid();
     let client_request_id = req
@@ -463,7 +466,11 @@ fn graph_ok(req: &Req, body: &Value) -> Resp {
 }
 
 /// The signed-in account of a Graph request, or the error to answer with.
-fn graph_account<'a>(st: &'a State, req: &Req, scopes: &[&str]) -> Result<&'a Account, Box<Resp>> {
+pub(crate) fn graph_account<'a>(
+    st: &'a State,
+    req: &Req,
+    scopes: &[&str],
+) -> Result<&'a Account, Box<Resp>> {
     let grant = st
         .check_bearer(Provider::Microsoft, req.bearer())
         .map_err(|p| Box::new(unauthorized(req, p)))?;
@@ -560,7 +567,7 @@ fn calendar_json(account: &Account, calendar: &Calendar) -> Value {
 }
 
 /// `odata.maxpagesize=N` from a `Prefer` header (which may carry several preferences).
-fn max_page_size(req: &Req) -> Option<Result<usize, String>> {
+pub(crate) fn max_page_size(req: &Req) -> Option<Result<usize, String>> {
     req.headers.get_all("prefer").iter().find_map(|value| {
         value.to_str().ok()?.split(',').find_map(|pref| {
             let value = pref.trim().strip_prefix("odata.maxpagesize=")?;

@@ -1,5 +1,5 @@
-//! The emulator's in-memory world: accounts and their calendars, authorization codes, grants and
-//! tokens, queued faults and request statistics.
+//! The emulator's in-memory world: accounts and their calendars, their events, authorization
+//! codes, grants and tokens, queued faults and request statistics.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::events::Events;
 use crate::http::{random_token, sha256};
 
 /// Authorization codes live ten minutes at both providers.
@@ -119,6 +120,10 @@ pub(crate) struct Fault {
     pub body: Option<String>,
     #[serde(default)]
     pub malformed: bool,
+    /// The next events page (Google events.list, Graph calendarView delta) carries one extra
+    /// event whose start cannot be parsed; the rest of the answer is normal.
+    #[serde(default)]
+    pub malformed_item: bool,
     #[serde(default = "one")]
     pub times: u32,
 }
@@ -166,6 +171,9 @@ impl Stats {
 
 pub(crate) struct State {
     pub access_token_ttl: u64,
+    /// Google events.list pages hold fewer events than `maxResults`, some none at all.
+    pub short_pages: bool,
+    pub events: Events,
     pub accounts: HashMap<(Provider, String), Account>,
     pub codes: HashMap<String, AuthCode>,
     pub grants: HashMap<u64, Grant>,
@@ -181,6 +189,8 @@ impl State {
     pub fn new() -> Self {
         let mut state = State {
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            short_pages: false,
+            events: Events::default(),
             accounts: HashMap::new(),
             codes: HashMap::new(),
             grants: HashMap::new(),
@@ -240,6 +250,8 @@ impl State {
                 },
             ],
         );
+        crate::google_events::seed(&mut state);
+        crate::graph_events::seed(&mut state);
         state
     }
 

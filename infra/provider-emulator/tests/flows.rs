@@ -683,3 +683,1255 @@ async fn expired_access_tokens_are_refused_and_reset_restores_defaults() {
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+const GOOGLE_RW: &str = "https://www.googleapis.com/auth/calendar";
+const MS_RW: &str = "offline_access Calendars.ReadWrite";
+
+/// An access token for the default Google account with `scope`.
+async fn google_access(em: &EmulatorHandle, scope: &str) -> String {
+    let p = pkce("events");
+    let q = authorize(
+        em,
+        "/google/o/oauth2/v2/auth",
+        &[("scope", scope)],
+        Some(&p.challenge),
+    )
+    .await;
+    let (status, body) = google_exchange(em, get(&q, "code").expect("code"), &p.verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// An access token for the default Microsoft account with `scope`.
+async fn microsoft_access(em: &EmulatorHandle, scope: &str) -> String {
+    let p = pkce("ms-events");
+    let q = authorize(
+        em,
+        "/microsoft/common/oauth2/v2.0/authorize",
+        &[("scope", scope)],
+        Some(&p.challenge),
+    )
+    .await;
+    let (status, body) = post_form(
+        em,
+        "/microsoft/common/oauth2/v2.0/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", get(&q, "code").expect("code")),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "test-client"),
+            ("client_secret", "shh"),
+            ("code_verifier", &p.verifier),
+            ("scope", scope),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// A request with a bearer token and optional JSON body / extra headers; (status, body).
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut rb = client().request(method, url).bearer_auth(token);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// An admin call that may fail; (status, body).
+async fn admin_raw(
+    em: &EmulatorHandle,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = client()
+        .request(method, format!("{}{path}", em.base_url))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn gtimed(summary: &str, start: &str, end: &str) -> Value {
+    json!({
+        "summary": summary,
+        "start": {"dateTime": start, "timeZone": "Europe/London"},
+        "end": {"dateTime": end, "timeZone": "Europe/London"},
+    })
+}
+
+/// One events.list walk to the end: every page, and the sync token of the last one.
+struct GoogleWalk {
+    pages: Vec<Value>,
+    items: Vec<Value>,
+    sync_token: String,
+}
+
+async fn google_walk(em: &EmulatorHandle, token: &str, query: &[(&str, &str)]) -> GoogleWalk {
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    let mut pages = Vec::new();
+    let mut items = Vec::new();
+    let mut page_token: Option<String> = None;
+    loop {
+        assert!(pages.len() < 100, "paging does not end");
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        if let Some(t) = &page_token {
+            q.push(("pageToken", t));
+        }
+        let resp = client()
+            .get(&url)
+            .query(&q)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page: Value = resp.json().await.expect("json");
+        assert_eq!(page["kind"], "calendar#events");
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        pages.push(page.clone());
+        match page["nextPageToken"].as_str() {
+            Some(t) => {
+                assert!(
+                    page.get("nextSyncToken").is_none(),
+                    "nextSyncToken only on the last page"
+                );
+                page_token = Some(t.to_owned());
+            }
+            None => {
+                let sync = page["nextSyncToken"]
+                    .as_str()
+                    .expect("last page has nextSyncToken");
+                return GoogleWalk {
+                    pages,
+                    items,
+                    sync_token: sync.to_owned(),
+                };
+            }
+        }
+    }
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn google_full_sync_over_short_pages_then_incremental_with_cancellations() {
+    let em = spawn().expect("spawn");
+    let token = google_access(&em, GOOGLE_RW).await;
+    for i in 0..6 {
+        admin(
+            &em,
+            reqwest::Method::PUT,
+            &format!("/admin/google/calendars/primary/events/added{i:02}"),
+            gtimed(
+                &format!("Extra {i}"),
+                &format!("2030-01-0{}T09:00:00Z", i + 1),
+                &format!("2030-01-0{}T10:00:00Z", i + 1),
+            ),
+        )
+        .await;
+    }
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/settings",
+        json!({"shortPages": true}),
+    )
+    .await;
+
+    let full = google_walk(&em, &token, &[("maxResults", "4")]).await;
+    let truth = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/google/calendars/primary/events",
+        Value::Null,
+    )
+    .await;
+    let mut expected: Vec<Value> = truth["items"].as_array().expect("items").clone();
+    expected.extend(
+        truth["cancelledInstances"]
+            .as_array()
+            .expect("cancelled")
+            .iter()
+            .cloned(),
+    );
+    assert_eq!(
+        ids(&full.items),
+        ids(&expected),
+        "the full sync is the provider's truth"
+    );
+    assert!(full.pages.len() > 3);
+    let sizes: Vec<usize> = full
+        .pages
+        .iter()
+        .map(|p| p["items"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert!(
+        full.pages
+            .iter()
+            .any(|p| p["items"].as_array().is_some_and(Vec::is_empty)
+                && p.get("nextPageToken").is_some()),
+        "an empty page that is not the end: {sizes:?}"
+    );
+    assert!(
+        full.pages.iter().any(|p| {
+            let n = p["items"].as_array().map_or(0, Vec::len);
+            n > 0 && n < 4 && p.get("nextPageToken").is_some()
+        }),
+        "a short page that is not the end: {sizes:?}"
+    );
+    // The full sync carries the cancelled instance of the weekly series, but no deleted events.
+    let cancelled: Vec<&Value> = full
+        .items
+        .iter()
+        .filter(|i| i["status"] == "cancelled")
+        .collect();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0]["recurringEventId"], "seed0oneonone");
+    assert!(cancelled[0]["originalStartTime"]["dateTime"].is_string());
+    let master = full
+        .items
+        .iter()
+        .find(|i| i["id"] == "seed0oneonone")
+        .expect("master");
+    assert_eq!(master["recurrence"], json!(["RRULE:FREQ=WEEKLY;BYDAY=TU"]));
+    let planning = full
+        .items
+        .iter()
+        .find(|i| i["id"] == "seed0planning")
+        .expect("planning");
+    assert_eq!(
+        planning["hangoutLink"],
+        "https://meet.google.com/abc-defg-hij"
+    );
+    assert_eq!(planning["attendees"][0]["self"], true);
+    assert_eq!(planning["organizer"]["self"], true);
+    assert!(
+        full.items.iter().any(|i| i["start"]["date"].is_string()),
+        "an all-day event"
+    );
+
+    // Provider-side changes: a replacement, a deletion, a new event, a deleted instance.
+    let before = full
+        .items
+        .iter()
+        .find(|i| i["id"] == "added01")
+        .expect("added01")
+        .clone();
+    let replaced = admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/primary/events/added01",
+        gtimed(
+            "Extra 1 moved",
+            "2030-01-02T11:00:00Z",
+            "2030-01-02T12:00:00Z",
+        ),
+    )
+    .await;
+    assert_ne!(replaced["etag"], before["etag"]);
+    assert_ne!(replaced["updated"], before["updated"]);
+    assert_eq!(replaced["sequence"], 1);
+    admin(
+        &em,
+        reqwest::Method::DELETE,
+        "/admin/google/calendars/primary/events/added02",
+        Value::Null,
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/primary/events/added99",
+        gtimed("New", "2030-02-01T09:00:00Z", "2030-02-01T09:30:00Z"),
+    )
+    .await;
+    let instance = master["start"]["dateTime"].as_str().expect("master start");
+    let instance = chrono::DateTime::parse_from_rfc3339(instance)
+        .expect("rfc3339")
+        .with_timezone(&chrono::Utc)
+        + chrono::Duration::weeks(2);
+    let instance_id = format!("seed0oneonone_{}", instance.format("%Y%m%dT%H%M%SZ"));
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!(
+            "{}/google/calendar/v3/calendars/primary/events/{instance_id}",
+            em.base_url
+        ),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let incremental = google_walk(
+        &em,
+        &token,
+        &[("maxResults", "4"), ("syncToken", &full.sync_token)],
+    )
+    .await;
+    assert_eq!(
+        ids(&incremental.items),
+        ["added01", "added02", "added99", instance_id.as_str()]
+    );
+    let deleted = incremental
+        .items
+        .iter()
+        .find(|i| i["id"] == "added02")
+        .expect("deleted");
+    let mut keys: Vec<&str> = deleted
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["etag", "id", "kind", "status"]);
+    assert_eq!(deleted["status"], "cancelled");
+    let gone = incremental
+        .items
+        .iter()
+        .find(|i| i["id"] == instance_id)
+        .expect("instance");
+    assert_eq!(gone["status"], "cancelled");
+    assert_eq!(gone["recurringEventId"], "seed0oneonone");
+    assert!(gone["originalStartTime"]["dateTime"].is_string());
+    let moved = incremental
+        .items
+        .iter()
+        .find(|i| i["id"] == "added01")
+        .expect("moved");
+    assert_eq!(moved["summary"], "Extra 1 moved");
+
+    // Nothing new since: an empty answer with a fresh token; showDeleted=true gives details.
+    let again = google_walk(&em, &token, &[("syncToken", &incremental.sync_token)]).await;
+    assert!(again.items.is_empty());
+    let detailed = google_walk(
+        &em,
+        &token,
+        &[("syncToken", &full.sync_token), ("showDeleted", "true")],
+    )
+    .await;
+    let deleted = detailed
+        .items
+        .iter()
+        .find(|i| i["id"] == "added02")
+        .expect("deleted");
+    assert_eq!(deleted["summary"], "Extra 2");
+    // A full sync with showDeleted lists the deleted event; a window narrows the listing.
+    let with_deleted = google_walk(&em, &token, &[("showDeleted", "true")]).await;
+    assert!(with_deleted.items.iter().any(|i| i["id"] == "added02"));
+    let windowed = google_walk(
+        &em,
+        &token,
+        &[
+            ("timeMin", "2030-01-01T00:00:00Z"),
+            ("timeMax", "2030-01-04T00:00:00Z"),
+        ],
+    )
+    .await;
+    let got = ids(&windowed.items);
+    assert!(got.contains(&"added00".to_owned()) && got.contains(&"added01".to_owned()));
+    assert!(!got.contains(&"added03".to_owned()) && !got.contains(&"added99".to_owned()));
+    assert!(
+        got.contains(&"seed0oneonone".to_owned()),
+        "an endless weekly series overlaps any window"
+    );
+
+    // syncToken with a window is refused; singleEvents=true is not emulated.
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!(
+            "{url}?syncToken={}&timeMin=2030-01-01T00:00:00Z",
+            urlenc(&full.sync_token)
+        ),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["errors"][0]["location"], "timeMin");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{url}?singleEvents=true"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn google_sync_tokens_answer_410_after_invalidation() {
+    let em = spawn().expect("spawn");
+    let token = google_access(&em, "https://www.googleapis.com/auth/calendar.readonly").await;
+    let full = google_walk(&em, &token, &[]).await;
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    let gone = json!({"error": {
+        "code": 410,
+        "message": "Sync token is no longer valid, a full sync is required.",
+        "errors": [{"domain": "global", "reason": "fullSyncRequired", "message": "Sync token is no longer valid, a full sync is required."}],
+        "status": "GONE",
+    }});
+    for bad in ["not-a-token", "CPDAlvWDx70CEPDAlvWDx70CGAU="] {
+        let (status, body) = call(
+            reqwest::Method::GET,
+            &format!("{url}?syncToken={}", urlenc(bad)),
+            &token,
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::GONE);
+        assert_eq!(body, gone);
+    }
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{url}?syncToken={}", urlenc(&full.sync_token)),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    admin(
+        &em,
+        reqwest::Method::POST,
+        "/admin/google/calendars/primary/invalidate-sync-tokens",
+        Value::Null,
+    )
+    .await;
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!("{url}?syncToken={}", urlenc(&full.sync_token)),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(body, gone);
+    // A new full sync gets a token that works.
+    let fresh = google_walk(&em, &token, &[]).await;
+    assert_eq!(ids(&fresh.items), ids(&full.items));
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{url}?syncToken={}", urlenc(&fresh.sync_token)),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // Unknown calendars are 404; a read-only token cannot write.
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!(
+            "{}/google/calendar/v3/calendars/nobody%40group.calendar.google.test/events",
+            em.base_url
+        ),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["errors"][0]["reason"], "notFound");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &url,
+        &token,
+        Some(gtimed("x", "2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["error"]["errors"][0]["reason"],
+        "insufficientPermissions"
+    );
+    // The holidays calendar is read-only for its reader.
+    let rw = google_access(&em, GOOGLE_RW).await;
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!(
+            "{}/google/calendar/v3/calendars/{}/events",
+            em.base_url,
+            urlenc("en.usa#holiday@group.v.calendar.google.test")
+        ),
+        &rw,
+        Some(gtimed("x", "2030-01-01T09:00:00Z", "2030-01-01T10:00:00Z")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["errors"][0]["reason"], "requiredAccessLevel");
+}
+
+#[tokio::test]
+async fn google_writes_duplicate_409_if_match_412_and_deleted_410() {
+    let em = spawn().expect("spawn");
+    let token = google_access(&em, GOOGLE_RW).await;
+    let full = google_walk(&em, &token, &[]).await;
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    let mut body = gtimed(
+        "Written by calsync",
+        "2030-03-01T09:00:00Z",
+        "2030-03-01T10:00:00Z",
+    );
+    body["id"] = json!("cs0000000001");
+    let (status, created) =
+        call(reqwest::Method::POST, &url, &token, Some(body.clone()), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["id"], "cs0000000001");
+    assert_eq!(created["sequence"], 0);
+    assert_eq!(created["created"], created["updated"]);
+    let (status, dup) = call(reqwest::Method::POST, &url, &token, Some(body.clone()), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(dup["error"]["code"], 409);
+    assert_eq!(
+        dup["error"]["message"],
+        "The requested identifier already exists."
+    );
+    assert_eq!(dup["error"]["errors"][0]["reason"], "duplicate");
+    assert_eq!(dup["error"]["errors"][0]["domain"], "global");
+    body["id"] = json!("Not_Base32hex");
+    let (status, _) = call(reqwest::Method::POST, &url, &token, Some(body), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, bad) = call(
+        reqwest::Method::POST,
+        &url,
+        &token,
+        Some(gtimed(
+            "Backwards",
+            "2030-03-01T10:00:00Z",
+            "2030-03-01T09:00:00Z",
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["error"]["errors"][0]["reason"], "timeRangeEmpty");
+
+    let event_url = format!("{url}/cs0000000001");
+    let etag = created["etag"].as_str().expect("etag");
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        &event_url,
+        &token,
+        Some(json!({"summary": "stale"})),
+        &[("If-Match", "\"1234\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(body["error"]["errors"][0]["reason"], "conditionNotMet");
+    let (status, patched) = call(
+        reqwest::Method::PATCH,
+        &event_url,
+        &token,
+        Some(json!({"summary": "Renamed"})),
+        &[("If-Match", etag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["summary"], "Renamed");
+    assert_eq!(patched["sequence"], 0, "no time change");
+    assert_ne!(patched["etag"], created["etag"]);
+    let (status, moved) = call(
+        reqwest::Method::PATCH,
+        &event_url,
+        &token,
+        Some(json!({"start": {"dateTime": "2030-03-01T11:00:00Z"}, "end": {"dateTime": "2030-03-01T12:00:00Z"}})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(moved["sequence"], 1);
+    // The old etag no longer deletes.
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &event_url,
+        &token,
+        None,
+        &[("If-Match", etag)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let (status, _) = call(reqwest::Method::DELETE, &event_url, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(reqwest::Method::DELETE, &event_url, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(body["error"]["errors"][0]["reason"], "deleted");
+    let (status, body) = call(
+        reqwest::Method::DELETE,
+        &format!("{url}/nosuchevent0"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["errors"][0]["reason"], "notFound");
+    // get still answers for the deleted event; the sync sees the create-then-delete as cancelled.
+    let (status, got) = call(reqwest::Method::GET, &event_url, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["status"], "cancelled");
+    let incremental = google_walk(&em, &token, &[("syncToken", &full.sync_token)]).await;
+    assert_eq!(ids(&incremental.items), ["cs0000000001"]);
+    assert_eq!(incremental.items[0]["status"], "cancelled");
+}
+
+/// One calendarView delta round: every page, and the deltaLink of the last one.
+struct GraphRound {
+    pages: Vec<Value>,
+    items: Vec<Value>,
+    delta_link: String,
+}
+
+async fn graph_round(token: &str, first: &str, page_size: usize) -> GraphRound {
+    let mut pages = Vec::new();
+    let mut items = Vec::new();
+    let mut url = first.to_owned();
+    loop {
+        assert!(pages.len() < 100, "paging does not end");
+        let (status, page) = call(
+            reqwest::Method::GET,
+            &url,
+            token,
+            None,
+            &[("Prefer", &format!("odata.maxpagesize={page_size}"))],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let value = page["value"].as_array().expect("value");
+        let real = value
+            .iter()
+            .filter(|v| v["start"]["dateTime"] != "not-a-date")
+            .count();
+        assert!(real <= page_size);
+        items.extend(value.iter().cloned());
+        pages.push(page.clone());
+        if let Some(next) = page["@odata.nextLink"].as_str() {
+            assert!(page.get("@odata.deltaLink").is_none());
+            assert!(!next.contains("startDateTime"), "{next}");
+            assert!(next.contains("$skiptoken="), "{next}");
+            url = next.to_owned();
+        } else {
+            let delta = page["@odata.deltaLink"]
+                .as_str()
+                .expect("the last page has a deltaLink");
+            assert!(delta.contains("$deltatoken="), "{delta}");
+            return GraphRound {
+                pages,
+                items,
+                delta_link: delta.to_owned(),
+            };
+        }
+    }
+}
+
+fn graph_single(subject: &str, start: &str, end: &str) -> Value {
+    json!({
+        "subject": subject,
+        "start": {"dateTime": start, "timeZone": "Pacific Standard Time"},
+        "end": {"dateTime": end, "timeZone": "Pacific Standard Time"},
+    })
+}
+
+/// Removes the sample series (it recurs forever, so it shows in every window).
+async fn drop_sample_series(em: &EmulatorHandle) {
+    let cal = "/admin/microsoft/calendars/default/events";
+    let truth = admin(em, reqwest::Method::GET, cal, Value::Null).await;
+    for master in truth["seriesMasters"].as_array().expect("masters") {
+        let id = urlenc(master["id"].as_str().expect("id"));
+        admin(
+            em,
+            reqwest::Method::DELETE,
+            &format!("{cal}/{id}"),
+            Value::Null,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn graph_delta_pages_then_removed_entries_then_410() {
+    let em = spawn().expect("spawn");
+    drop_sample_series(&em).await;
+    let token = microsoft_access(&em, MS_SCOPE).await;
+    let cal = "/admin/microsoft/calendars/default/events";
+    for i in 0..5 {
+        admin(
+            &em,
+            reqwest::Method::PUT,
+            &format!("{cal}/AAMkAGItest{i}AAA="),
+            graph_single(
+                &format!("Meeting {i}"),
+                &format!("2030-01-0{}T09:00:00", i + 1),
+                &format!("2030-01-0{}T10:00:00", i + 1),
+            ),
+        )
+        .await;
+    }
+    let series = admin(
+        &em,
+        reqwest::Method::PUT,
+        &format!("{cal}/AAMkAGIseriesAAA="),
+        json!({
+            "subject": "Daily standup",
+            "start": {"dateTime": "2030-01-01T08:00:00", "timeZone": "GMT Standard Time"},
+            "end": {"dateTime": "2030-01-01T08:15:00", "timeZone": "GMT Standard Time"},
+            "recurrence": {
+                "pattern": {"type": "daily", "interval": 1},
+                "range": {"type": "numbered", "startDate": "2030-01-01", "numberOfOccurrences": 5},
+            },
+        }),
+    )
+    .await;
+    assert_eq!(series["type"], "seriesMaster");
+    assert_eq!(series["recurrence"]["range"]["numberOfOccurrences"], 5);
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        &format!("{cal}/AAMkAGIseriesAAA=/occurrences/2030-01-02T08:00:00Z"),
+        json!({"subject": "Standup (moved)", "start": {"dateTime": "2030-01-02T09:00:00", "timeZone": "GMT Standard Time"},
+               "end": {"dateTime": "2030-01-02T09:15:00", "timeZone": "GMT Standard Time"}}),
+    )
+    .await;
+
+    // Missing window on the first call.
+    let base = format!("{}/microsoft/v1.0/me/calendarView/delta", em.base_url);
+    let (status, body) = call(reqwest::Method::GET, &base, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "ErrorInvalidParameter");
+
+    let first =
+        format!("{base}?startDateTime=2030-01-01T00:00:00Z&endDateTime=2030-01-31T00:00:00Z");
+    let round = graph_round(&token, &first, 3).await;
+    let truth = admin(
+        &em,
+        reqwest::Method::GET,
+        &format!("{cal}?startDateTime=2030-01-01T00:00:00Z&endDateTime=2030-01-31T00:00:00Z"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        ids(&round.items),
+        ids(truth["value"].as_array().expect("value"))
+    );
+    assert_eq!(
+        round.items.len(),
+        10,
+        "5 singles, 4 occurrences, 1 exception"
+    );
+    assert!(round.pages.len() >= 4);
+    let kinds: Vec<&str> = round
+        .items
+        .iter()
+        .map(|i| i["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "occurrence").count(), 4);
+    assert_eq!(kinds.iter().filter(|k| **k == "exception").count(), 1);
+    assert!(
+        !kinds.contains(&"seriesMaster"),
+        "calendarView has no masters"
+    );
+    let exception = round
+        .items
+        .iter()
+        .find(|i| i["type"] == "exception")
+        .expect("exception");
+    assert_eq!(exception["seriesMasterId"], "AAMkAGIseriesAAA=");
+    assert_eq!(exception["originalStart"], "2030-01-02T08:00:00Z");
+    let single = round
+        .items
+        .iter()
+        .find(|i| i["id"] == "AAMkAGItest0AAA=")
+        .expect("single");
+    assert_eq!(
+        single["start"],
+        json!({"dateTime": "2030-01-01T17:00:00.0000000", "timeZone": "UTC"})
+    );
+    assert_eq!(single["originalStartTimeZone"], "Pacific Standard Time");
+    assert_eq!(
+        single["@odata.etag"],
+        format!("W/\"{}\"", single["changeKey"].as_str().expect("ck"))
+    );
+    let occurrence_ids: Vec<String> = round
+        .items
+        .iter()
+        .filter(|i| i["type"] == "occurrence")
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect();
+
+    // Nothing changed: an empty round with a new deltaLink.
+    let quiet = graph_round(&token, &round.delta_link, 3).await;
+    assert!(quiet.items.is_empty());
+
+    // Changes: delete one, move one out of the window, update one, add one, cancel an occurrence.
+    admin(
+        &em,
+        reqwest::Method::DELETE,
+        &format!("{cal}/AAMkAGItest0AAA="),
+        Value::Null,
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        &format!("{cal}/AAMkAGItest1AAA="),
+        graph_single(
+            "Meeting 1 (next month)",
+            "2030-02-10T09:00:00",
+            "2030-02-10T10:00:00",
+        ),
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        &format!("{cal}/AAMkAGItest2AAA="),
+        graph_single(
+            "Meeting 2 renamed",
+            "2030-01-03T09:00:00",
+            "2030-01-03T10:00:00",
+        ),
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        &format!("{cal}/AAMkAGInewAAA="),
+        graph_single("New meeting", "2030-01-20T09:00:00", "2030-01-20T10:00:00"),
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::DELETE,
+        &format!("{cal}/AAMkAGIseriesAAA=/occurrences/2030-01-03T08:00:00Z"),
+        Value::Null,
+    )
+    .await;
+    // The client's own write: an occurrence deleted through the API.
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!(
+            "{}/microsoft/v1.0/me/events/{}",
+            em.base_url, occurrence_ids[3]
+        ),
+        &microsoft_access(&em, MS_RW).await,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let changes = graph_round(&token, &quiet.delta_link, 2).await;
+    let removed: Vec<&str> = changes
+        .items
+        .iter()
+        .filter(|i| i.get("@removed").is_some())
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    let mut removed = removed;
+    removed.sort();
+    let mut expected = vec![
+        "AAMkAGItest0AAA=",
+        "AAMkAGItest1AAA=",
+        occurrence_ids[1].as_str(),
+        occurrence_ids[3].as_str(),
+    ];
+    expected.sort();
+    assert_eq!(removed, expected, "{:#?}", changes.items);
+    for r in changes.items.iter().filter(|i| i.get("@removed").is_some()) {
+        assert_eq!(r["@removed"], json!({"reason": "deleted"}));
+        assert_eq!(r["@odata.type"], "#microsoft.graph.event");
+    }
+    let mut updated: Vec<&str> = changes
+        .items
+        .iter()
+        .filter(|i| i.get("@removed").is_none())
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    updated.sort();
+    assert_eq!(updated, ["AAMkAGInewAAA=", "AAMkAGItest2AAA="]);
+
+    // The same deltaLink can be replayed; after invalidation it answers 410.
+    let replay = graph_round(&token, &quiet.delta_link, 50).await;
+    assert_eq!(replay.items.len(), changes.items.len());
+    admin(
+        &em,
+        reqwest::Method::POST,
+        "/admin/microsoft/calendars/default/invalidate-delta-tokens",
+        Value::Null,
+    )
+    .await;
+    for link in [&changes.delta_link, &round.delta_link] {
+        let (status, body) = call(reqwest::Method::GET, link, &token, None, &[]).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert_eq!(body["error"]["code"], "syncStateNotFound");
+        assert_eq!(
+            body["error"]["message"],
+            "The sync state generation is not found."
+        );
+    }
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{base}?$deltatoken=garbage"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE);
+    // A new first sync works again, also through the calendar-specific path.
+    let calendars: Value = bearer_get(&em, "/microsoft/v1.0/me/calendars", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = calendars["value"][0]["id"].as_str().expect("id");
+    let specific = format!(
+        "{}/microsoft/v1.0/me/calendars/{id}/calendarView/delta()?startDateTime=2030-01-01T00:00:00Z&endDateTime=2030-01-31T00:00:00Z",
+        em.base_url
+    );
+    let again = graph_round(&token, &specific, 100).await;
+    assert_eq!(again.items.len(), 7);
+    assert!(again
+        .delta_link
+        .contains(&format!("/me/calendars/{id}/calendarView/delta?")));
+}
+
+#[tokio::test]
+async fn graph_writes_transaction_id_if_match_and_not_found() {
+    let em = spawn().expect("spawn");
+    drop_sample_series(&em).await;
+    let token = microsoft_access(&em, MS_RW).await;
+    let url = format!("{}/microsoft/v1.0/me/events", em.base_url);
+    let mut body = graph_single(
+        "Booked by calsync",
+        "2030-05-01T09:00:00",
+        "2030-05-01T09:30:00",
+    );
+    body["transactionId"] = json!("7E163156-7762-4BEB-A1C6-729EA81755A7");
+    let (status, first) = call(reqwest::Method::POST, &url, &token, Some(body.clone()), &[]).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(
+        first["start"],
+        json!({"dateTime": "2030-05-01T09:00:00.0000000", "timeZone": "Pacific Standard Time"})
+    );
+    assert!(first["@odata.context"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("/events/$entity")));
+    let (status, second) = call(reqwest::Method::POST, &url, &token, Some(body), &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        second["id"], first["id"],
+        "the same transactionId does not create a duplicate"
+    );
+    let truth = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/calendars/default/events?startDateTime=2030-05-01T00:00:00Z&endDateTime=2030-05-02T00:00:00Z",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(truth["value"].as_array().map(Vec::len), Some(1));
+
+    let id = first["id"].as_str().expect("id");
+    let event_url = format!("{url}/{}", urlenc(id));
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        &event_url,
+        &token,
+        Some(json!({"subject": "stale"})),
+        &[("If-Match", "W/\"AAAAAAAA\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(body["error"]["code"], "ErrorIrresolvableConflict");
+    let etag = first["@odata.etag"].as_str().expect("etag");
+    let (status, patched) = call(
+        reqwest::Method::PATCH,
+        &event_url,
+        &token,
+        Some(json!({"subject": "Renamed"})),
+        &[
+            ("If-Match", etag),
+            ("Prefer", "outlook.timezone=\"Europe/Paris\""),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["subject"], "Renamed");
+    assert_ne!(patched["changeKey"], first["changeKey"]);
+    assert_eq!(
+        patched["start"],
+        json!({"dateTime": "2030-05-01T18:00:00.0000000", "timeZone": "Europe/Paris"})
+    );
+    let (status, _) = call(reqwest::Method::DELETE, &event_url, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = call(reqwest::Method::DELETE, &event_url, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "ErrorItemNotFound");
+    // Writes need Calendars.ReadWrite.
+    let read_only = microsoft_access(&em, MS_SCOPE).await;
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &url,
+        &read_only,
+        Some(graph_single(
+            "x",
+            "2030-05-01T09:00:00",
+            "2030-05-01T09:30:00",
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "ErrorAccessDenied");
+    // A series through the API; patching an occurrence makes an exception with the same id.
+    let (status, master) = call(
+        reqwest::Method::POST,
+        &url,
+        &token,
+        Some(json!({
+            "subject": "Gym",
+            "start": {"dateTime": "2030-06-03T07:00:00", "timeZone": "W. Europe Standard Time"},
+            "end": {"dateTime": "2030-06-03T08:00:00", "timeZone": "W. Europe Standard Time"},
+            "recurrence": {"pattern": {"type": "weekly", "daysOfWeek": ["monday", "thursday"]},
+                           "range": {"type": "endDate", "startDate": "2030-06-03", "endDate": "2030-06-30"}},
+        })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{master}");
+    assert_eq!(master["type"], "seriesMaster");
+    let round = graph_round(
+        &token,
+        &format!("{}/microsoft/v1.0/me/calendarView/delta?startDateTime=2030-06-01T00:00:00Z&endDateTime=2030-07-01T00:00:00Z", em.base_url),
+        20,
+    )
+    .await;
+    assert_eq!(round.items.len(), 8);
+    let occurrence = &round.items[1];
+    assert_eq!(
+        occurrence["start"]["dateTime"],
+        "2030-06-06T05:00:00.0000000"
+    );
+    let occurrence_url = format!("{url}/{}", urlenc(occurrence["id"].as_str().expect("id")));
+    let (status, exception) = call(
+        reqwest::Method::PATCH,
+        &occurrence_url,
+        &token,
+        Some(json!({"subject": "Gym (late)"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exception}");
+    assert_eq!(exception["type"], "exception");
+    assert_eq!(exception["id"], occurrence["id"]);
+    let changes = graph_round(&token, &round.delta_link, 20).await;
+    assert_eq!(changes.items.len(), 1);
+    assert_eq!(changes.items[0]["type"], "exception");
+}
+
+#[tokio::test]
+async fn faults_apply_to_event_paths_and_malformed_items_do_not_stop_paging() {
+    let em = spawn().expect("spawn");
+    let token = google_access(&em, GOOGLE_RW).await;
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    admin(
+        &em,
+        reqwest::Method::POST,
+        "/admin/faults",
+        json!([{"pathPrefix": "/google/calendar/v3/calendars/", "status": 429, "retryAfter": 1},
+               {"pathPrefix": "/google/calendar/v3/calendars/", "malformedItem": true}]),
+    )
+    .await;
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let walk = google_walk(&em, &token, &[("maxResults", "2")]).await;
+    let bad: Vec<&Value> = walk
+        .items
+        .iter()
+        .filter(|i| i["start"]["dateTime"] == "not-a-date")
+        .collect();
+    assert_eq!(bad.len(), 1, "exactly one malformed event");
+    assert!(
+        walk.pages.len() > 2,
+        "paging went on past the malformed item"
+    );
+    let clean = google_walk(&em, &token, &[]).await;
+    assert_eq!(walk.items.len(), clean.items.len() + 1);
+
+    let ms = microsoft_access(&em, MS_SCOPE).await;
+    admin(
+        &em,
+        reqwest::Method::POST,
+        "/admin/faults",
+        json!([{"pathPrefix": "/microsoft/v1.0/me/calendarView/delta", "status": 503},
+               {"pathPrefix": "/microsoft/v1.0/me/calendarView/delta", "malformedItem": true}]),
+    )
+    .await;
+    let now = chrono::Utc::now();
+    let first = format!(
+        "{}/microsoft/v1.0/me/calendarView/delta?startDateTime={}&endDateTime={}",
+        em.base_url,
+        (now - chrono::Duration::days(14)).format("%Y-%m-%dT00:00:00Z"),
+        (now + chrono::Duration::days(14)).format("%Y-%m-%dT00:00:00Z"),
+    );
+    let (status, body) = call(reqwest::Method::GET, &first, &ms, None, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "ServiceUnavailable");
+    let round = graph_round(&ms, &first, 2).await;
+    assert_eq!(
+        round
+            .items
+            .iter()
+            .filter(|i| i["start"]["dateTime"] == "not-a-date")
+            .count(),
+        1
+    );
+
+    // Reset restores the sample events and default settings.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/settings",
+        json!({"shortPages": true}),
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::DELETE,
+        "/admin/google/calendars/primary/events/seed0planning",
+        Value::Null,
+    )
+    .await;
+    admin(&em, reqwest::Method::POST, "/admin/reset", Value::Null).await;
+    let settings = admin(&em, reqwest::Method::GET, "/admin/settings", Value::Null).await;
+    assert_eq!(
+        settings,
+        json!({"accessTokenTtlSeconds": 3600, "shortPages": false})
+    );
+    let google = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/google/calendars/primary/events",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(google["items"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        google["cancelledInstances"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let microsoft = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/calendars/default/events",
+        Value::Null,
+    )
+    .await;
+    let subjects: Vec<&str> = microsoft["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    for s in [
+        "Project sync",
+        "Design review (Seattle)",
+        "Company holiday",
+        "Weekly planning",
+    ] {
+        assert!(subjects.contains(&s), "{s} in {subjects:?}");
+    }
+    let teams = microsoft["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|e| e["subject"] == "Project sync")
+        .expect("teams");
+    assert!(teams["onlineMeeting"]["joinUrl"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("https://teams.microsoft.com/")));
+    let (status, _) = admin_raw(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/primary/events/seed0bad",
+        json!({"summary": "no times"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = admin_raw(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/microsoft/calendars/default/events/x",
+        json!({"nonsense": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

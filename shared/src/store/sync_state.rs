@@ -234,10 +234,15 @@ impl Store {
         &self,
         lease: &SyncLease,
         error: &str,
+        status: crate::model::ConnectionStatus,
         next_sync_at: DateTime<Utc>,
         audit: &crate::model::AuditEntry,
     ) -> StoreResult<()> {
         use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let status = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "error".into());
         let conn = &lease.connection;
         let update = Update::builder()
             .table_name(&self.connections)
@@ -252,7 +257,7 @@ impl Store {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", s(lease.owner.clone()))
             .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":status", s("error"))
+            .expression_attribute_values(":status", s(status))
             .expression_attribute_values(":next", s(key_format(next_sync_at)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))

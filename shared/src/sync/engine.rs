@@ -10,7 +10,7 @@ use super::{Change, Listing, Page};
 use crate::api::App;
 use crate::error::ApiError;
 use crate::jobs::token_refresh::{self, Outcome};
-use crate::model::{AuditEntry, Connection, Event, SyncStatus};
+use crate::model::{AuditEntry, Connection, ConnectionStatus, Event, SyncStatus};
 use crate::providers::ProviderError;
 use crate::store::StoreError;
 
@@ -132,9 +132,22 @@ pub async fn sync_connection(
             )
             .failed(err.to_string())
             .with_metadata(serde_json::json!({ "provider": lease.connection.provider.slug() }));
+            // A dead grant is the user's to fix; anything else is ours or the provider's.
+            let status = match err {
+                SyncError::Provider(ProviderError::InvalidGrant) => {
+                    ConnectionStatus::ReauthorizationRequired
+                }
+                _ => ConnectionStatus::Error,
+            };
             if let Err(e) = app
                 .store
-                .fail_sync(&lease, &err.to_string(), Utc::now() + backoff, &audit)
+                .fail_sync(
+                    &lease,
+                    &err.to_string(),
+                    status,
+                    Utc::now() + backoff,
+                    &audit,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "could not record the sync failure");

@@ -10,6 +10,9 @@ mod oauth_flow;
 
 mod support;
 mod sync_caldav;
+mod sync_google;
+
 mod sync_jobs;
+mod sync_microsoft;
 
 mod template;

@@ -1,0 +1,413 @@
+//! Google sync against the emulator: full listing over short and empty pages, incremental with
+//! tombstones, a lost sync token, an expired access token, and a seeded convergence run under
+//! faults (429 with Retry-After, 500, a malformed event, 410, duplicate and concurrent workers).
+
+use std::collections::BTreeMap;
+
+use calsync::api::App;
+use calsync::sync::engine::{sync_connection, SyncOutcome, SyncReport};
+use calsync_provider_emulator::EmulatorHandle;
+use chrono::DateTime;
+use serde_json::{json, Value};
+
+use crate::oauth_flow::{callback, consent, setup};
+use crate::support::*;
+use crate::sync_caldav::{seed, Rng};
+
+struct GoogleFixture {
+    emulator: EmulatorHandle,
+    app: App,
+    user: TestUser,
+    connection_id: String,
+    calendar_path: String,
+    http: reqwest::Client,
+}
+
+impl GoogleFixture {
+    async fn new(tag: &str) -> Self {
+        let (emulator, app, user) = setup(tag).await;
+        let query = consent(&app, &user, "google").await;
+        assert!(callback(&app, "google", &query)
+            .await
+            .contains("status=connected"));
+        let primary = app
+            .store
+            .connections(&user.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.is_primary)
+            .unwrap();
+        Self {
+            calendar_path: url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes())
+                .collect(),
+            connection_id: primary.id,
+            emulator,
+            app,
+            user,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn admin(&self, rest: &str) -> String {
+        format!(
+            "{}/admin/google/calendars/{}{rest}",
+            self.emulator.base_url, self.calendar_path
+        )
+    }
+
+    async fn put(&self, id: &str, event: Value) {
+        let response = self
+            .http
+            .put(self.admin(&format!("/events/{id}")))
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "PUT {id}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    async fn delete(&self, id: &str) {
+        let response = self
+            .http
+            .delete(self.admin(&format!("/events/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "DELETE {id}");
+    }
+
+    async fn fault(&self, fault: Value) {
+        let response = self
+            .http
+            .post(format!("{}/admin/faults", self.emulator.base_url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    async fn settings(&self, settings: Value) {
+        self.http
+            .put(format!("{}/admin/settings", self.emulator.base_url))
+            .json(&settings)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn invalidate_cursor(&self) {
+        self.http
+            .post(self.admin("/invalidate-sync-tokens"))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn sync(&self) -> SyncReport {
+        match sync_connection(&self.app, &self.user.id, &self.connection_id).await {
+            Ok(SyncOutcome::Synced(report)) => report,
+            other => panic!("sync: {other:?}"),
+        }
+    }
+
+    /// The provider's events: id -> (title, start UTC).
+    async fn provider(&self) -> BTreeMap<String, (String, String)> {
+        let truth: Value = self
+            .http
+            .get(self.admin("/events"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        truth["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let start = match e["start"]["dateTime"].as_str() {
+                    Some(t) => {
+                        calsync::time::key_format(DateTime::parse_from_rfc3339(t).unwrap().to_utc())
+                    }
+                    None => format!("{}T00:00:00Z", e["start"]["date"].as_str().unwrap()),
+                };
+                let title = e["summary"].as_str().unwrap_or("(no title)").to_owned();
+                (e["id"].as_str().unwrap().to_owned(), (title, start))
+            })
+            .collect()
+    }
+
+    async fn stored(&self) -> BTreeMap<String, (String, String)> {
+        let keys: Vec<String> = self
+            .app
+            .store
+            .stored_keys(&self.connection_id, "")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.live)
+            .map(|k| k.event_key)
+            .collect();
+        self.app
+            .store
+            .events_by_keys(&self.connection_id, &keys)
+            .await
+            .unwrap()
+            .into_values()
+            .map(|e| {
+                (
+                    e.event_key.clone(),
+                    (e.title, calsync::time::key_format(e.start_time)),
+                )
+            })
+            .collect()
+    }
+
+    async fn event_count(&self) -> i64 {
+        self.app
+            .store
+            .connection(&self.user.id, &self.connection_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .event_count
+    }
+}
+
+fn timed(title: &str, start: &str, minutes: i64, zone: &str) -> Value {
+    let start = DateTime::parse_from_rfc3339(start).unwrap();
+    let end = start + chrono::Duration::minutes(minutes);
+    json!({"summary": title, "start": {"dateTime": start.to_rfc3339(), "timeZone": zone},
+           "end": {"dateTime": end.to_rfc3339(), "timeZone": zone}})
+}
+
+#[tokio::test]
+async fn google_sync_lists_in_full_then_follows_changes_and_survives_a_lost_token() {
+    let fx = GoogleFixture::new("google-sync").await;
+    fx.settings(json!({"shortPages": true})).await;
+    let first = fx.sync().await;
+    assert!(
+        first.full && first.pages > 1,
+        "short and empty pages are followed: {first:?}"
+    );
+    assert_eq!(fx.stored().await, fx.provider().await);
+    assert!(
+        !fx.provider().await.is_empty(),
+        "the emulator has sample events"
+    );
+    assert_eq!(fx.event_count().await as usize, fx.provider().await.len());
+
+    let idle = fx.sync().await;
+    assert!(!idle.full && idle.written == 0, "{idle:?}");
+
+    let victim = fx.provider().await.into_keys().next().unwrap();
+    fx.put(
+        "added01",
+        timed("Added", "2026-12-01T10:00:00+01:00", 30, "Europe/Berlin"),
+    )
+    .await;
+    fx.delete(&victim).await;
+    let changed = fx.sync().await;
+
+    assert!(
+        !changed.full && changed.written == 1 && changed.deleted >= 1,
+        "{changed:?}"
+    );
+    assert_eq!(fx.stored().await, fx.provider().await);
+
+    fx.invalidate_cursor().await;
+    fx.put(
+        "added02",
+        timed(
+            "Added later",
+            "2026-12-02T10:00:00+01:00",
+            30,
+            "Europe/Berlin",
+        ),
+    )
+    .await;
+    let recovered = fx.sync().await;
+    assert!(recovered.cursor_lost && recovered.full, "{recovered:?}");
+    assert_eq!(fx.stored().await, fx.provider().await);
+    assert_eq!(fx.event_count().await as usize, fx.provider().await.len());
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refreshed_once_and_the_sync_retried() {
+    let fx = GoogleFixture::new("google-expired").await;
+    fx.settings(json!({"accessTokenTtlSeconds": 1})).await;
+    // The token issued at connect time lived an hour; make the provider refuse it now.
+    fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 401, "times": 1}))
+        .await;
+    let report = fx.sync().await;
+    assert!(report.full);
+    let stats: Value = reqwest::get(format!("{}/admin/stats", fx.emulator.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["google"]["refreshTokenGrants"], 1, "{stats}");
+    assert_eq!(fx.stored().await, fx.provider().await);
+
+    // A dead grant: the refresh is refused with invalid_grant -> reauthorization required.
+    fx.fault(json!([
+        {"pathPrefix": "/google/calendar/v3/calendars", "status": 401, "times": 1},
+        {"pathPrefix": "/google/token", "status": 400, "times": 1,
+         "body": "{\"error\":\"invalid_grant\",\"error_description\":\"Token has been expired or revoked.\"}"}
+    ]))
+    .await;
+    let failed = sync_connection(&fx.app, &fx.user.id, &fx.connection_id).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let (_, listed) = call(&fx.app, get("/v1/calendars", &fx.user.token)).await;
+    assert!(
+        listed["calendars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "reauthorization_required"),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn google_converges_under_faults_seeded() {
+    let seed = seed();
+    const STEPS: usize = 50;
+    println!("google convergence: seed={seed} steps={STEPS} (replay with CALSYNC_SEED={seed})");
+    let fx = GoogleFixture::new("google-converge").await;
+    let mut rng = Rng(seed);
+    let mut ids: Vec<String> = fx.provider().await.into_keys().collect();
+    let zones = ["Europe/Berlin", "America/New_York", "UTC", "Asia/Tokyo"];
+    let start_of = |rng: &mut Rng| {
+        format!(
+            "2026-12-{:02}T{:02}:{:02}:00Z",
+            1 + rng.below(27),
+            7 + rng.below(11),
+            15 * rng.below(4)
+        )
+    };
+    let mut faults = 0;
+    for step in 0..STEPS {
+        let pick = |rng: &mut Rng, ids: &Vec<String>| {
+            ids.get(rng.below(ids.len().max(1) as u64) as usize)
+                .cloned()
+        };
+        match rng.below(9) {
+            0 | 1 => {
+                let id = format!("conv{step:03}");
+                let zone = zones[rng.below(4) as usize];
+                fx.put(
+                    &id,
+                    timed(
+                        &format!("Event {step}"),
+                        &start_of(&mut rng),
+                        15 * (1 + rng.below(6) as i64),
+                        zone,
+                    ),
+                )
+                .await;
+                ids.push(id);
+            }
+            2 => {
+                if let Some(id) = pick(&mut rng, &ids) {
+                    fx.put(
+                        &id,
+                        timed(
+                            &format!("Moved {step}"),
+                            &start_of(&mut rng),
+                            45,
+                            zones[rng.below(4) as usize],
+                        ),
+                    )
+                    .await;
+                }
+            }
+            3 => {
+                if let Some(id) = pick(&mut rng, &ids) {
+                    fx.put(
+                        &id,
+                        timed(&format!("Edited {step}"), &start_of(&mut rng), 30, "UTC"),
+                    )
+                    .await;
+                }
+            }
+            4 => {
+                if let Some(id) = pick(&mut rng, &ids) {
+                    fx.delete(&id).await;
+                    ids.retain(|i| *i != id);
+                }
+            }
+            5 => {
+                // A weekly series with one moved instance.
+                let master = format!("series{step:03}");
+                let start = "2026-12-07T09:00:00+01:00";
+                let mut event = timed(&format!("Series {step}"), start, 30, "Europe/Berlin");
+                event["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=4"]);
+                fx.put(&master, event).await;
+                let mut moved = timed(
+                    &format!("Series {step} (moved)"),
+                    "2026-12-14T11:00:00+01:00",
+                    30,
+                    "Europe/Berlin",
+                );
+                moved["recurringEventId"] = json!(master);
+                moved["originalStartTime"] =
+                    json!({"dateTime": "2026-12-14T09:00:00+01:00", "timeZone": "Europe/Berlin"});
+                let instance = format!("{master}_20261214T080000Z");
+
+                fx.put(&instance, moved).await;
+                ids.push(master);
+                ids.push(instance);
+            }
+            _ => {
+                faults += 1;
+                match rng.below(5) {
+                    0 => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 429, "retryAfter": 1, "times": 1})).await,
+                    1 => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 500, "times": 1})).await,
+                    2 => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "malformedItem": true, "times": 1})).await,
+                    3 => fx.invalidate_cursor().await,
+                    _ => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "delayMs": 300, "times": 1})).await,
+                }
+                let (a, b) = tokio::join!(
+                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
+                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
+                );
+                let outcomes = [a.unwrap(), b.unwrap()];
+                assert!(
+                    outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
+                    "step {step}: {outcomes:?}"
+                );
+            }
+        }
+    }
+    let message =
+        json!({"userId": fx.user.id, "connectionId": fx.connection_id, "reason": "scheduled"})
+            .to_string();
+    let event: calsync::sync::worker::SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "m2", "body": message}, {"messageId": "m1", "body": message}]}))
+    .unwrap();
+    assert!(calsync::sync::worker::handle(&fx.app, event)
+        .await
+        .batch_item_failures
+        .is_empty());
+    fx.sync().await;
+    let (want, have) = (fx.provider().await, fx.stored().await);
+    assert_eq!(have, want, "seed={seed}: the store must equal the provider");
+    assert_eq!(
+        fx.event_count().await as usize,
+        want.len(),
+        "seed={seed}: exact count"
+    );
+    println!(
+        "google convergence: {} events, {faults} fault rounds",
+        want.len()
+    );
+}

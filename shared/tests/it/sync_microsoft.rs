@@ -1,0 +1,333 @@
+//! Microsoft Graph sync against the emulator: calendarView delta paging to a deltaLink,
+//! `@removed` (deleted, and moved out of the window), Windows zone names, a lost delta token, and
+//! a seeded convergence run under faults.
+
+use std::collections::BTreeMap;
+
+use calsync::api::App;
+use calsync::sync::engine::{sync_connection, SyncOutcome, SyncReport};
+use calsync::sync::feeds::graph_window;
+use calsync::time::key_format;
+use calsync_provider_emulator::EmulatorHandle;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::oauth_flow::{callback, consent, setup};
+use crate::support::*;
+use crate::sync_caldav::{seed, Rng};
+
+struct GraphFixture {
+    emulator: EmulatorHandle,
+    app: App,
+    user: TestUser,
+    connection_id: String,
+    calendar_path: String,
+    http: reqwest::Client,
+}
+
+impl GraphFixture {
+    async fn new(tag: &str) -> Self {
+        let (emulator, app, user) = setup(tag).await;
+        let query = consent(&app, &user, "microsoft").await;
+        assert!(callback(&app, "microsoft", &query)
+            .await
+            .contains("status=connected"));
+        let primary = app
+            .store
+            .connections(&user.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.is_primary)
+            .unwrap();
+        Self {
+            calendar_path: url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes())
+                .collect(),
+            connection_id: primary.id,
+            emulator,
+            app,
+            user,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn admin(&self, rest: &str) -> String {
+        format!(
+            "{}/admin/microsoft/calendars/{}{rest}",
+            self.emulator.base_url, self.calendar_path
+        )
+    }
+
+    async fn put(&self, path: &str, event: Value) {
+        let response = self
+            .http
+            .put(self.admin(path))
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "PUT {path}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
+    async fn delete(&self, id: &str) {
+        let response = self
+            .http
+            .delete(self.admin(&format!("/events/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "DELETE {id}: {}",
+            response.status()
+        );
+    }
+
+    async fn fault(&self, fault: Value) {
+        self.http
+            .post(format!("{}/admin/faults", self.emulator.base_url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn sync(&self) -> SyncReport {
+        match sync_connection(&self.app, &self.user.id, &self.connection_id).await {
+            Ok(SyncOutcome::Synced(report)) => report,
+            other => panic!("sync: {other:?}"),
+        }
+    }
+
+    /// The provider's instances in our window: id -> (subject, start UTC).
+    async fn provider(&self) -> BTreeMap<String, (String, String)> {
+        let window = graph_window();
+        let url = format!(
+            "{}?startDateTime={}&endDateTime={}",
+            self.admin("/events"),
+            key_format(window.start),
+            key_format(window.end)
+        );
+        let truth: Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        truth["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let local = NaiveDateTime::parse_from_str(
+                    e["start"]["dateTime"].as_str().unwrap(),
+                    "%Y-%m-%dT%H:%M:%S%.f",
+                )
+                .unwrap();
+                let start = key_format(DateTime::<Utc>::from_naive_utc_and_offset(local, Utc));
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    (
+                        e["subject"].as_str().unwrap_or("(no title)").to_owned(),
+                        start,
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    async fn stored(&self) -> BTreeMap<String, (String, String)> {
+        let keys: Vec<String> = self
+            .app
+            .store
+            .stored_keys(&self.connection_id, "")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.live)
+            .map(|k| k.event_key)
+            .collect();
+        self.app
+            .store
+            .events_by_keys(&self.connection_id, &keys)
+            .await
+            .unwrap()
+            .into_values()
+            .map(|e| (e.event_key.clone(), (e.title, key_format(e.start_time))))
+            .collect()
+    }
+}
+
+fn local_event(subject: &str, start: &str, end: &str, zone: &str) -> Value {
+    json!({"subject": subject, "start": {"dateTime": start, "timeZone": zone}, "end": {"dateTime": end, "timeZone": zone}})
+}
+
+#[tokio::test]
+async fn graph_delta_sync_follows_removals_windows_zones_and_a_lost_token() {
+    let fx = GraphFixture::new("graph-sync").await;
+    fx.put(
+        "/events/pst01",
+        local_event(
+            "Pacific",
+            "2026-12-03T09:00:00",
+            "2026-12-03T10:00:00",
+            "Pacific Standard Time",
+        ),
+    )
+    .await;
+    let first = fx.sync().await;
+    assert!(first.full, "{first:?}");
+    assert_eq!(fx.stored().await, fx.provider().await);
+    let stored = fx
+        .app
+        .store
+        .event(&fx.connection_id, "pst01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.timezone.as_deref(),
+        Some("America/Los_Angeles"),
+        "Windows zone mapped to IANA"
+    );
+    assert_eq!(key_format(stored.start_time), "2026-12-03T17:00:00Z");
+
+    // Deleted, and moved out of the window: both arrive as @removed.
+    let victim = fx
+        .provider()
+        .await
+        .into_keys()
+        .find(|k| k != "pst01")
+        .unwrap();
+    fx.delete(&victim).await;
+    fx.put(
+        "/events/pst01",
+        local_event(
+            "Pacific",
+            "2029-12-03T09:00:00",
+            "2029-12-03T10:00:00",
+            "Pacific Standard Time",
+        ),
+    )
+    .await;
+    let changed = fx.sync().await;
+    assert!(!changed.full && changed.deleted >= 2, "{changed:?}");
+    assert_eq!(fx.stored().await, fx.provider().await);
+
+    fx.http
+        .post(fx.admin("/invalidate-delta-tokens"))
+        .send()
+        .await
+        .unwrap();
+    fx.put(
+        "/events/late01",
+        local_event("Late", "2026-12-04T09:00:00", "2026-12-04T09:30:00", "UTC"),
+    )
+    .await;
+    let recovered = fx.sync().await;
+    assert!(recovered.cursor_lost && recovered.full, "{recovered:?}");
+    assert_eq!(fx.stored().await, fx.provider().await);
+}
+
+#[tokio::test]
+async fn graph_converges_under_faults_seeded() {
+    let seed = seed();
+    const STEPS: usize = 50;
+    println!("graph convergence: seed={seed} steps={STEPS} (replay with CALSYNC_SEED={seed})");
+    let fx = GraphFixture::new("graph-converge").await;
+    let mut rng = Rng(seed);
+    let mut ids: Vec<String> = Vec::new();
+    let zones = [
+        "Pacific Standard Time",
+        "W. Europe Standard Time",
+        "UTC",
+        "Tokyo Standard Time",
+    ];
+    let slot = |rng: &mut Rng| {
+        let (day, hour) = (1 + rng.below(27), 7 + rng.below(11));
+        (
+            format!("2026-12-{day:02}T{hour:02}:00:00"),
+            format!("2026-12-{day:02}T{hour:02}:45:00"),
+        )
+    };
+    let mut faults = 0;
+    for step in 0..STEPS {
+        let pick = |rng: &mut Rng, ids: &Vec<String>| {
+            ids.get(rng.below(ids.len().max(1) as u64) as usize)
+                .cloned()
+        };
+        match rng.below(8) {
+            0 | 1 => {
+                let id = format!("conv{step:03}");
+                let (start, end) = slot(&mut rng);
+                fx.put(
+                    &format!("/events/{id}"),
+                    local_event(
+                        &format!("Event {step}"),
+                        &start,
+                        &end,
+                        zones[rng.below(4) as usize],
+                    ),
+                )
+                .await;
+                ids.push(id);
+            }
+            2 | 3 => {
+                if let Some(id) = pick(&mut rng, &ids) {
+                    let (start, end) = slot(&mut rng);
+                    fx.put(
+                        &format!("/events/{id}"),
+                        local_event(
+                            &format!("Changed {step}"),
+                            &start,
+                            &end,
+                            zones[rng.below(4) as usize],
+                        ),
+                    )
+                    .await;
+                }
+            }
+            4 => {
+                if let Some(id) = pick(&mut rng, &ids) {
+                    fx.delete(&id).await;
+                    ids.retain(|i| *i != id);
+                }
+            }
+            _ => {
+                faults += 1;
+                match rng.below(5) {
+                    0 => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "status": 429, "retryAfter": 1, "times": 1})).await,
+                    1 => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "status": 503, "times": 1})).await,
+                    2 => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "malformedItem": true, "times": 1})).await,
+                    3 => {
+                        fx.http.post(fx.admin("/invalidate-delta-tokens")).send().await.unwrap();
+                    }
+                    _ => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "delayMs": 300, "times": 1})).await,
+                }
+                let (a, b) = tokio::join!(
+                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
+                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
+                );
+                let outcomes = [a.unwrap(), b.unwrap()];
+                assert!(
+                    outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
+                    "step {step}: {outcomes:?}"
+                );
+            }
+        }
+    }
+    fx.sync().await;
+    let (want, have) = (fx.provider().await, fx.stored().await);
+    assert_eq!(have, want, "seed={seed}: the store must equal the provider");
+    println!(
+        "graph convergence: {} events, {faults} fault rounds",
+        want.len()
+    );
+}
