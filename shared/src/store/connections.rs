@@ -37,8 +37,10 @@ pub struct CalendarChanges {
 impl Store {
     fn connection_item(&self, conn: &Connection) -> StoreResult<Item> {
         let mut keys = vec![("pk", user_pk(&conn.user_id)), ("sk", conn_sk(&conn.id))];
-        if conn.is_live() {
+        // Sparse: only calendars with an account to sync them through are scheduled.
+        if conn.is_live() && conn.account_id.is_some() {
             keys.push(("syncShard", shard_of(&conn.id)));
+
             keys.push((
                 "nextSyncAt",
                 key_format(conn.last_synced_at.unwrap_or(conn.created_at)),
