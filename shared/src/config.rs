@@ -25,6 +25,8 @@ pub struct Config {
     pub microsoft: Option<OAuthSettings>,
     pub caldav_default_server: String,
     pub caldav_policy: UrlPolicy,
+    /// Per-request timeout of provider calls.
+    pub provider_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,12 @@ impl Config {
             microsoft: OAuthSettings::from_lookup(Provider::Microsoft, &lookup),
             caldav_default_server: optional("CALDAV_DEFAULT_SERVER")
                 .unwrap_or_else(|| "https://caldav.icloud.com".into()),
+            provider_timeout: std::time::Duration::from_millis(
+                optional("PROVIDER_TIMEOUT_MS")
+                    .and_then(|v| v.parse().ok())
+                    .filter(|ms| (100..=120_000).contains(ms))
+                    .unwrap_or(20_000),
+            ),
             caldav_policy: UrlPolicy {
                 allow_http_loopback: optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref()
                     == Some("true"),

@@ -139,7 +139,7 @@ impl App {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), &config),
             cipher,
             sqs: aws_sdk_sqs::Client::new(sdk),
-            http: crate::providers::http_client(),
+            http: crate::providers::http_client_with_timeout(config.provider_timeout),
             config,
         }
     }

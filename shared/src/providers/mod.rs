@@ -55,9 +55,14 @@ impl ProviderError {
 /// The HTTP client for provider calls: bounded timeouts, no redirects (OAuth token endpoints must
 /// not be redirected; CalDAV redirects are followed explicitly).
 pub fn http_client() -> reqwest::Client {
+    http_client_with_timeout(Duration::from_secs(20))
+}
+
+/// [`http_client`] with another per-request timeout (configuration `PROVIDER_TIMEOUT_MS`).
+pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -38,6 +38,8 @@ pub struct SyncReport {
     /// The provider had forgotten our cursor: a full listing reconciled instead.
     pub cursor_lost: bool,
     pub retries: usize,
+    /// A full listing came back empty although events were stored: nothing was deleted.
+    pub suspicious_empty: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -239,18 +241,24 @@ async fn fetch(
         attempt += 1;
         match feed.fetch(cursor, page).await {
             Err(FeedError::Provider(e)) if e.is_transient() && attempt < PAGE_ATTEMPTS => {
-                let wait = match &e {
-                    ProviderError::RateLimited {
-                        retry_after: Some(after),
-                    } => (*after).min(MAX_RETRY_WAIT),
-                    _ => StdDuration::from_millis(250 << attempt),
-                };
+                let wait = retry_wait(&e, attempt);
                 tracing::info!(error = %e, wait_ms = wait.as_millis() as u64, "provider asked us to wait");
                 report.retries += 1;
                 tokio::time::sleep(wait).await;
             }
             other => return other,
         }
+    }
+}
+
+/// How long to wait before attempt `attempt + 1`: the provider's Retry-After, capped, on 429 /
+/// 503; exponential back-off (0.5 s, 1 s, 2 s, ...) on other transient failures.
+pub fn retry_wait(error: &ProviderError, attempt: u32) -> StdDuration {
+    match error {
+        ProviderError::RateLimited {
+            retry_after: Some(after),
+        } => (*after).min(MAX_RETRY_WAIT),
+        _ => StdDuration::from_millis(250u64 << attempt.min(8)),
     }
 }
 
@@ -430,12 +438,19 @@ async fn reconcile(
 ) -> Result<i64, SyncError> {
     let complete = listing.finish();
     let stored = app.store.stored_keys(&conn.id, "").await?;
+    let live_before = stored.iter().filter(|k| k.live).count() as i64;
+    // An empty full listing of a calendar we hold events for is more likely a provider fault
+    // than an emptied calendar: it deletes nothing. Deletions still arrive as tombstones.
+    if complete.is_empty() && live_before > 0 {
+        tracing::warn!(connection = %conn.id, stored = live_before, "empty full listing; nothing deleted");
+        report.suspicious_empty = true;
+        return Ok(live_before);
+    }
     let gone: Vec<String> = stored
         .iter()
         .filter(|k| k.live && !k.pending && complete.proves_absent(&k.event_key, k.start_time))
         .map(|k| k.event_key.clone())
         .collect();
-    let live_before = stored.iter().filter(|k| k.live).count() as i64;
     let removed = gone.len() as i64;
     for chunk in gone.chunks(500) {
         let deletions = chunk
@@ -445,4 +460,21 @@ async fn reconcile(
         apply(app, conn, deletions, report).await?;
     }
     Ok(live_before - removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_honoured_but_capped_and_other_failures_back_off() {
+        let limited = |secs| ProviderError::RateLimited {
+            retry_after: Some(StdDuration::from_secs(secs)),
+        };
+        assert_eq!(retry_wait(&limited(3), 1), StdDuration::from_secs(3));
+        assert_eq!(retry_wait(&limited(3600), 1), MAX_RETRY_WAIT);
+        let unavailable = ProviderError::Unavailable("HTTP 500".into());
+        assert_eq!(retry_wait(&unavailable, 1), StdDuration::from_millis(500));
+        assert_eq!(retry_wait(&unavailable, 3), StdDuration::from_secs(2));
+    }
 }

@@ -66,6 +66,11 @@ pub struct CompleteListing {
 }
 
 impl CompleteListing {
+    /// The listing saw no event at all.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
     /// Whether a stored event missing from the listing may be deleted.
     pub fn proves_absent(&self, key: &str, start: Option<chrono::DateTime<chrono::Utc>>) -> bool {
         // `resource#instance` keys (CalDAV overrides) are present when their resource is.

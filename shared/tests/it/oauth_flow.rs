@@ -46,8 +46,18 @@ fn oauth_config(emulator: &EmulatorHandle) -> Vec<(&'static str, String)> {
 }
 
 pub(crate) async fn setup(tag: &str) -> (EmulatorHandle, App, TestUser) {
+    setup_with(tag, &[]).await
+}
+
+/// [`setup`] with more configuration on top.
+pub(crate) async fn setup_with(
+    tag: &str,
+    extra: &[(&'static str, String)],
+) -> (EmulatorHandle, App, TestUser) {
     let emulator = calsync_provider_emulator::spawn().expect("provider emulator");
-    let app = app_with(&oauth_config(&emulator)).await;
+    let mut config = oauth_config(&emulator);
+    config.extend(extra.iter().cloned());
+    let app = app_with(&config).await;
     let user = register(&app, tag).await;
     (emulator, app, user)
 }

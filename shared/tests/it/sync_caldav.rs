@@ -88,7 +88,12 @@ impl CalDavFixture {
                 response.status()
             );
         }
-        let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+        let app = app_with(&[
+            ("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into()),
+            // A delayed answer from the fault proxy is then a real timeout.
+            ("PROVIDER_TIMEOUT_MS", "1500".into()),
+        ])
+        .await;
         let test_user = register(&app, tag).await;
         let server_url = via.unwrap_or_else(|| server.base_url.clone());
         let body = json!({"username": user, "appPassword": password, "serverUrl": server_url});
@@ -215,7 +220,15 @@ pub fn ics(uid: &str, title: &str, start: &str, minutes: i64, extra: &str) -> St
 
 #[tokio::test]
 async fn caldav_sync_lists_then_follows_changes_and_deletions() {
-    let fx = CalDavFixture::radicale("caldav-sync").await;
+    lists_then_follows_changes(CalDavFixture::radicale("caldav-sync").await).await;
+}
+
+#[tokio::test]
+async fn caldav_sync_lists_then_follows_changes_and_deletions_on_xandikos() {
+    lists_then_follows_changes(CalDavFixture::xandikos("xandikos-sync").await).await;
+}
+
+async fn lists_then_follows_changes(fx: CalDavFixture) {
     fx.put("one", &ics("one@test", "One", "20261110T090000", 60, ""))
         .await;
     fx.put("two", &ics("two@test", "Two", "20261111T090000", 30, ""))
@@ -545,7 +558,12 @@ async fn caldav_converges_under_faults_seeded() {
                 }
             }
             _ => {
-                match rng.below(5) {
+                match rng.below(6) {
+                    5 => proxy.inject(Fault {
+                        status: 0,
+                        retry_after: None,
+                        delay: std::time::Duration::from_millis(2500),
+                    }),
                     0 => proxy.inject(Fault {
                         status: 500,
                         retry_after: None,

@@ -10,7 +10,7 @@ use calsync_provider_emulator::EmulatorHandle;
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use crate::oauth_flow::{callback, consent, setup};
+use crate::oauth_flow::{callback, consent, setup_with};
 use crate::support::*;
 use crate::sync_caldav::{seed, Rng};
 
@@ -25,7 +25,11 @@ struct GoogleFixture {
 
 impl GoogleFixture {
     async fn new(tag: &str) -> Self {
-        let (emulator, app, user) = setup(tag).await;
+        Self::with(tag, &[]).await
+    }
+
+    async fn with(tag: &str, extra: &[(&'static str, String)]) -> Self {
+        let (emulator, app, user) = setup_with(tag, extra).await;
         let query = consent(&app, &user, "google").await;
         assert!(callback(&app, "google", &query)
             .await
@@ -282,7 +286,9 @@ async fn google_converges_under_faults_seeded() {
     let seed = seed();
     const STEPS: usize = 50;
     println!("google convergence: seed={seed} steps={STEPS} (replay with CALSYNC_SEED={seed})");
-    let fx = GoogleFixture::new("google-converge").await;
+    // Provider calls time out after 1.5 s, so a delayed answer is a real timeout.
+    let fx =
+        GoogleFixture::with("google-converge", &[("PROVIDER_TIMEOUT_MS", "1500".into())]).await;
     let mut rng = Rng(seed);
     let mut ids: Vec<String> = fx.provider().await.into_keys().collect();
     let zones = ["Europe/Berlin", "America/New_York", "UTC", "Asia/Tokyo"];
@@ -374,7 +380,7 @@ async fn google_converges_under_faults_seeded() {
                     1 => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 500, "times": 1})).await,
                     2 => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "malformedItem": true, "times": 1})).await,
                     3 => fx.invalidate_cursor().await,
-                    _ => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "delayMs": 300, "times": 1})).await,
+                    _ => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "delayMs": 2500, "times": 1})).await,
                 }
                 let (a, b) = tokio::join!(
                     sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
@@ -410,4 +416,87 @@ async fn google_converges_under_faults_seeded() {
         "google convergence: {} events, {faults} fault rounds",
         want.len()
     );
+}
+
+#[tokio::test]
+async fn failed_partial_and_empty_listings_delete_nothing() {
+    let fx = GoogleFixture::new("google-partial").await;
+    fx.settings(json!({"shortPages": true})).await;
+    fx.sync().await;
+    let before = fx.stored().await;
+    assert!(!before.is_empty());
+    // Everything goes at the provider, but we forget our cursor: the next listing is a full one.
+    for id in before.keys() {
+        fx.delete(id).await;
+    }
+    let forget = |fx: &GoogleFixture| {
+        let (app, user, conn) = (fx.app.clone(), fx.user.id.clone(), fx.connection_id.clone());
+        async move {
+            let mut c = app.store.connection(&user, &conn).await.unwrap().unwrap();
+            c.sync_token = None;
+            app.store.put_connection(&c).await.unwrap();
+        }
+    };
+    forget(&fx).await;
+    // Partial: the first page arrives, the second fails on every attempt.
+    fx.fault(json!([
+        {"pathPrefix": "/google/calendar/v3/calendars", "delayMs": 1, "times": 1},
+        {"pathPrefix": "/google/calendar/v3/calendars", "status": 500, "times": 4}
+    ]))
+    .await;
+    assert!(sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
+        .await
+        .is_err());
+    assert_eq!(
+        fx.stored().await,
+        before,
+        "a partial listing deleted something"
+    );
+    let conn = fx
+        .app
+        .store
+        .connection(&fx.user.id, &fx.connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        conn.sync_token.is_none(),
+        "no cursor after a failed listing"
+    );
+    // Failed outright.
+    fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 503, "times": 4}))
+        .await;
+    assert!(sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
+        .await
+        .is_err());
+    assert_eq!(fx.stored().await, before);
+    // Empty: the provider answers a complete but empty listing while we hold events.
+    fx.fault(
+        json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 200, "times": 1,
+        "body": "{\"kind\":\"calendar#events\",\"items\":[],\"nextSyncToken\":\"empty-listing\"}"}),
+    )
+    .await;
+    let empty = fx.sync().await;
+    assert!(empty.full && empty.suspicious_empty, "{empty:?}");
+    assert_eq!(fx.stored().await, before);
+}
+
+#[tokio::test]
+async fn rate_limits_and_unavailability_are_waited_out() {
+    let fx = GoogleFixture::new("google-429").await;
+    fx.fault(json!([
+        {"pathPrefix": "/google/calendar/v3/calendars", "status": 429, "retryAfter": 2, "times": 1},
+        {"pathPrefix": "/google/calendar/v3/calendars", "status": 503, "retryAfter": 1, "times": 1},
+        {"pathPrefix": "/google/calendar/v3/calendars", "status": 500, "times": 1}
+    ]))
+    .await;
+    let started = std::time::Instant::now();
+    let report = fx.sync().await;
+    let waited = started.elapsed();
+    assert_eq!(report.retries, 3, "{report:?}");
+    assert!(
+        waited >= std::time::Duration::from_secs(3),
+        "Retry-After honoured: waited {waited:?}"
+    );
+    assert_eq!(fx.stored().await, fx.provider().await);
 }

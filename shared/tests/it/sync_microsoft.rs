@@ -12,7 +12,7 @@ use calsync_provider_emulator::EmulatorHandle;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::oauth_flow::{callback, consent, setup};
+use crate::oauth_flow::{callback, consent, setup_with};
 use crate::support::*;
 use crate::sync_caldav::{seed, Rng};
 
@@ -27,7 +27,9 @@ struct GraphFixture {
 
 impl GraphFixture {
     async fn new(tag: &str) -> Self {
-        let (emulator, app, user) = setup(tag).await;
+        // Provider calls time out after 1.5 s, so a delayed answer is a real timeout.
+        let (emulator, app, user) =
+            setup_with(tag, &[("PROVIDER_TIMEOUT_MS", "1500".into())]).await;
         let query = consent(&app, &user, "microsoft").await;
         assert!(callback(&app, "microsoft", &query)
             .await
@@ -309,7 +311,7 @@ async fn graph_converges_under_faults_seeded() {
                     3 => {
                         fx.http.post(fx.admin("/invalidate-delta-tokens")).send().await.unwrap();
                     }
-                    _ => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "delayMs": 300, "times": 1})).await,
+                    _ => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "delayMs": 2500, "times": 1})).await,
                 }
                 let (a, b) = tokio::join!(
                     sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
