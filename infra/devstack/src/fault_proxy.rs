@@ -20,10 +20,21 @@ pub struct Fault {
     pub delay: Duration,
 }
 
+/// A standing refusal: every request with this method whose body contains the marker gets the
+/// answer (e.g. a server that does not support a REPORT).
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub method: String,
+    pub body_contains: String,
+    pub status: u16,
+    pub body: String,
+}
+
 #[derive(Clone)]
 pub struct FaultProxy {
     pub base_url: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
     served: Arc<Mutex<u64>>,
 }
 
@@ -35,6 +46,7 @@ impl FaultProxy {
         let proxy = Self {
             base_url: format!("http://127.0.0.1:{port}"),
             faults: Arc::default(),
+            refusals: Arc::default(),
             served: Arc::default(),
         };
         let upstream = upstream.trim_end_matches('/').to_owned();
@@ -81,6 +93,11 @@ impl FaultProxy {
         self.faults.lock().expect("faults").push_back(fault);
     }
 
+    /// From now on, answer matching requests with the refusal.
+    pub fn refuse(&self, refusal: Refusal) {
+        self.refusals.lock().expect("refusals").push(refusal);
+    }
+
     pub fn faults_served(&self) -> u64 {
         *self.served.lock().expect("served")
     }
@@ -116,6 +133,22 @@ impl FaultProxy {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        let refusal = self
+            .refusals
+            .lock()
+            .expect("refusals")
+            .iter()
+            .find(|r| {
+                r.method == parts.method.as_str()
+                    && String::from_utf8_lossy(&body).contains(&r.body_contains)
+            })
+            .cloned();
+        if let Some(refusal) = refusal {
+            let mut response = Response::new(Full::new(Bytes::from(refusal.body)));
+            *response.status_mut() =
+                hyper::StatusCode::from_u16(refusal.status).unwrap_or(hyper::StatusCode::FORBIDDEN);
+            return response;
+        }
         let mut forward = client
             .request(parts.method, format!("{upstream}{path}"))
             .body(body);

@@ -193,6 +193,12 @@ async fn run(
                     continue;
                 }
                 Err(FeedError::Provider(e)) => return Err(e.into()),
+                Err(FeedError::Unsupported) => {
+                    return Err(ProviderError::Protocol(
+                        "the server refused an incremental listing".into(),
+                    )
+                    .into())
+                }
                 Err(FeedError::CursorLost) => {
                     return Err(ProviderError::Protocol(
                         "a full listing was refused as a lost cursor".into(),

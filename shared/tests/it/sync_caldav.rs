@@ -627,3 +627,53 @@ async fn caldav_converges_under_faults_seeded() {
         proxy.faults_served()
     );
 }
+
+#[tokio::test]
+async fn a_server_without_sync_collection_is_followed_by_ctag_and_etags() {
+    use calsync_devstack::fault_proxy::{FaultProxy, Refusal};
+    let slot = std::sync::Mutex::new(None);
+    let fx = CalDavFixture::radicale_behind(
+        |upstream| {
+            let proxy = FaultProxy::start(upstream).unwrap();
+            // As a server that never implemented RFC 6578 answers.
+            proxy.refuse(Refusal {
+                method: "REPORT".into(),
+                body_contains: "sync-collection".into(),
+                status: 403,
+                body: r#"<?xml version="1.0"?><D:error xmlns:D="DAV:"><D:supported-report/></D:error>"#.into(),
+            });
+            let url = proxy.base_url.clone();
+            *slot.lock().unwrap() = Some(proxy);
+            url
+        },
+        "caldav-ctag",
+    )
+    .await;
+    fx.put("a", &ics("a@test", "A", "20261110T090000", 30, ""))
+        .await;
+    fx.put("b", &ics("b@test", "B", "20261111T090000", 30, ""))
+        .await;
+    let first = fx.sync().await;
+    assert!(first.full && first.written == 2, "{first:?}");
+    let idle = fx.sync().await;
+    assert!(
+        !idle.full && idle.written == 0 && idle.unchanged == 0,
+        "unchanged ctag, nothing fetched: {idle:?}"
+    );
+
+    fx.put("a", &ics("a@test", "A (edited)", "20261110T100000", 30, ""))
+        .await;
+    fx.delete("b").await;
+    fx.put("c", &ics("c@test", "C", "20261112T090000", 30, ""))
+        .await;
+    let changed = fx.sync().await;
+    assert!(
+        changed.full && changed.written == 2 && changed.deleted == 1 && changed.unchanged == 0,
+        "{changed:?}"
+    );
+    assert_eq!(
+        fx.stored().await.into_keys().collect::<Vec<_>>(),
+        ["A (edited)", "C"]
+    );
+    assert_eq!(fx.event_count().await, 2);
+}

@@ -25,6 +25,9 @@ pub enum FeedError {
     CursorLost,
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The server does not support the request (CalDAV sync-collection): use the fallback.
+    #[error("not supported by the server")]
+    Unsupported,
 }
 
 /// A calendar's feed, with the credentials to read it.
@@ -103,6 +106,8 @@ impl Feed {
                     username: location.username,
                     password: secret,
                     policy: app.config.caldav_policy,
+                    store: app.store.clone(),
+                    connection_id: conn.id.clone(),
                 })
             }
         })
