@@ -17,6 +17,8 @@ pub mod lambda;
 pub mod model;
 pub mod providers;
 pub mod queue;
+pub mod recurrence;
+
 pub mod store;
 pub mod sync;
 

@@ -60,6 +60,12 @@ pub struct EventDto {
     pub recurrence_rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_event_id: Option<String>,
+    /// For an occurrence or an exception of a series: the series' id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurring_event_id: Option<String>,
+    /// For an occurrence or an exception: the start the series' rule gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_start_time: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -87,6 +93,10 @@ pub struct CreateEventRequest {
     pub attendees: Vec<Attendee>,
     #[serde(default)]
     pub reminders: Vec<Reminder>,
+    /// A recurring event: RFC 5545 lines, e.g. `["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=10"]`, with
+    /// optional `EXDATE` / `RDATE` lines. Expanded in the event's time zone.
+    #[serde(default)]
+    pub recurrence: Option<Vec<String>>,
 }
 
 /// Absent fields stay as they are; `null` clears description and location.
@@ -256,6 +266,11 @@ fn dto(event: &Event, calendar: &Connection) -> EventDto {
         is_recurring: event.is_recurring,
         recurrence_rule: event.recurrence_rule.clone(),
         parent_event_id: event.parent_event_id.clone(),
+        recurring_event_id: event
+            .parent_event_id
+            .as_deref()
+            .map(|parent| ids::encode_event_id(&event.connection_id, parent)),
+        original_start_time: event.original_start_time,
         created_at: event.created_at,
         updated_at: event.updated_at,
     }
@@ -388,16 +403,83 @@ async fn live_calendar(app: &App, user_id: &str, id: &str) -> ApiResult<Connecti
 async fn own_event(app: &App, user_id: &str, public_id: &str) -> ApiResult<(Event, Connection)> {
     let (connection_id, key) =
         ids::decode_event_id(public_id).ok_or_else(|| ApiError::not_found("event"))?;
-    let event = app
-        .store
-        .event(&connection_id, &key)
-        .await?
-        .filter(|e| e.user_id == user_id && !e.is_deleted())
-        .ok_or_else(|| ApiError::not_found("event"))?;
+    let stored = app.store.event(&connection_id, &key).await?;
+    let event = match stored {
+        Some(event) => Some(event),
+        None => occurrence(app, &connection_id, &key).await?,
+    }
+    .filter(|e| e.user_id == user_id && !e.is_deleted())
+    .ok_or_else(|| ApiError::not_found("event"))?;
     let calendar = live_calendar(app, user_id, &connection_id)
         .await
         .map_err(|_| ApiError::not_found("event"))?;
     Ok((event, calendar))
+}
+
+/// An occurrence of a series by its id (`<series key>@<start>`), computed from the series.
+async fn occurrence(app: &App, connection_id: &str, key: &str) -> ApiResult<Option<Event>> {
+    let Some((series, start)) = key.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let Ok(start) = DateTime::parse_from_rfc3339(start).map(|t| t.with_timezone(&Utc)) else {
+        return Ok(None);
+    };
+    let Some(master) = app
+        .store
+        .event(connection_id, series)
+        .await?
+        .filter(|m| m.is_recurring)
+    else {
+        return Ok(None);
+    };
+    let window = TimeRange {
+        start,
+        end: start + Duration::seconds(1),
+    };
+    Ok(app
+        .store
+        .occurrences(&master, window)
+        .await?
+        .into_iter()
+        .find(|o| o.start_time == start))
+}
+
+/// `GET /v1/events/{id}/instances?start&end`: a series' occurrences and exceptions in a range.
+pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let range = TimeRange::parse(
+        req.query.get("start").map(String::as_str),
+        req.query.get("end").map(String::as_str),
+    )?;
+    let (master, calendar) = own_event(app, &user_id, id).await?;
+    if !master.is_recurring || master.parent_event_id.is_some() {
+        return Err(ApiError::bad_request(
+            "not_recurring",
+            "this event is not the series of a recurring event",
+        ));
+    }
+    let mut found = app.store.occurrences(&master, range).await?;
+    let children: Vec<String> = app
+        .store
+        .stored_keys(&master.connection_id, &master.event_key)
+        .await?
+        .into_iter()
+        .filter(|k| k.live && k.parent.as_deref() == Some(master.event_key.as_str()))
+        .map(|k| k.event_key)
+        .collect();
+    found.extend(
+        app.store
+            .events_by_keys(&master.connection_id, &children)
+            .await?
+            .into_values()
+            .filter(|e| range.overlaps(e.start_time, e.end_time)),
+    );
+    found.sort_by_key(crate::store::time_sort_key);
+    let events = found.iter().map(|e| dto(e, &calendar)).collect();
+    ApiResponse::ok(&EventListDto {
+        events,
+        next_cursor: None,
+    })
 }
 
 /// Maps a failed event transaction (event put, calendar check, audit) to what the client did wrong.
@@ -440,6 +522,27 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     event.sync_status = SyncStatus::Pending;
     event.pending_change = Some(PendingChange::Create);
     schedule.apply(&mut event);
+    if let Some(lines) = body.recurrence.filter(|l| !l.is_empty()) {
+        if lines.len() > 20 || lines.iter().any(|l| l.len() > 1000) {
+            return Err(ApiError::bad_request(
+                "invalid_recurrence",
+                "at most 20 recurrence lines of 1,000 characters",
+            ));
+        }
+        let all_day = match schedule.start {
+            EventTime::Date(d) => Some(d),
+            EventTime::Instant(_) => None,
+        };
+        crate::recurrence::Rule::parse(
+            schedule.start_time(),
+            schedule.zone,
+            all_day,
+            &lines.join("\n"),
+        )
+        .map_err(|e| ApiError::bad_request("invalid_recurrence", e))?;
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        crate::recurrence::apply_recurrence(&mut event, &lines);
+    }
     let audit = AuditEntry::new(&user_id, "EVENT_CREATED", "EVENT", Some(&event.public_id()))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
     app.store

@@ -205,6 +205,7 @@ impl App {
             Op::GetEvent => events::get(self, req, id()?).await,
             Op::UpdateEvent => events::update(self, req, id()?).await,
             Op::DeleteEvent => events::delete(self, req, id()?).await,
+            Op::EventInstances => events::instances(self, req, id()?).await,
             Op::SyncCalendar => calendars::sync_now(self, req, id()?).await,
             Op::StartConnection => connections::start(self, req, param("provider")?).await,
             Op::OAuthCallback => connections::callback(self, req, param("provider")?).await,

@@ -55,6 +55,7 @@ pub enum Operation {
     UpdateEvent,
     DeleteEvent,
     SyncCalendar,
+    EventInstances,
     StartConnection,
     OAuthCallback,
 }
@@ -271,6 +272,20 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[],
         request: None,
         response: (200, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/events/{id}/instances",
+        operation: Operation::EventInstances,
+        group: RouteGroup::Events,
+        summary: "A recurring event's occurrences and exceptions in [start, end)",
+        authenticated: true,
+        query: &[
+            param("start", true, "Range start (RFC 3339 or YYYY-MM-DD)."),
+            param("end", true, "Range end, exclusive; at most 366 days after start."),
+        ],
+        request: None,
+        response: (200, Some(schema::<events::EventListDto>)),
     },
     RouteSpec {
         method: Method::PATCH,

@@ -214,11 +214,19 @@ impl Store {
             tier(TIERS[2]),
             tier(TIERS[3])
         )?;
-        let mut events: Vec<(String, Event)> = [t0, t1, t2, t3]
-            .into_iter()
-            .flatten()
-            .map(|e| (time_sort_key(&e), e))
-            .collect();
+        let mut events: Vec<(String, Event)> = Vec::new();
+        for event in [t0, t1, t2, t3].into_iter().flatten() {
+            if event.is_recurring {
+                let occurrences = self.occurrences(&event, q.range).await?;
+                events.extend(occurrences.into_iter().map(|o| (time_sort_key(&o), o)));
+            } else {
+                events.push((time_sort_key(&event), event));
+            }
+        }
+        // Occurrences come from whole series: keep only those after the cursor.
+        if let Some(after) = q.after {
+            events.retain(|(key, _)| key.as_str() > after);
+        }
         events.sort_by(|a, b| a.0.cmp(&b.0));
         let next = (events.len() > q.limit).then(|| events[q.limit - 1].0.clone());
         events.truncate(q.limit);
@@ -238,11 +246,13 @@ impl Store {
         hi: &str,
         wanted: Option<usize>,
     ) -> StoreResult<Vec<Event>> {
-        let mut filter = vec!["(endTime > :a OR startTime >= :a)"];
+        // Recurring masters pass: their occurrences are computed after the read.
+        let mut filter = vec!["(endTime > :a OR startTime >= :a OR isRecurring = :recurring)"];
         let mut values = vec![
             (":pk", s(partition)),
             (":hi", s(hi)),
             (":a", s(key_format(q.range.start))),
+            (":recurring", AttributeValue::Bool(true)),
         ];
         if let Some(attendee) = &q.filter.attendee {
             filter.push("contains(attendeeEmails, :attendee)");
@@ -286,7 +296,7 @@ impl Store {
             for item in out.items.unwrap_or_default() {
                 let event: Event = from_item(item)?;
                 if q.connections.contains(&event.connection_id)
-                    && q.range.overlaps(event.start_time, event.end_time)
+                    && (event.is_recurring || q.range.overlaps(event.start_time, event.end_time))
                 {
                     found.push(event);
                 }
@@ -297,6 +307,63 @@ impl Store {
                 return Ok(found);
             }
         }
+    }
+
+    /// The occurrences of a recurring master that overlap `range`, in the master's own zone,
+    /// without those its overrides replace or cancel (stored children of the series). A rule we
+    /// cannot expand shows the master alone, where it overlaps.
+    pub async fn occurrences(&self, master: &Event, range: TimeRange) -> StoreResult<Vec<Event>> {
+        let zone = master
+            .timezone
+            .as_deref()
+            .and_then(|z| z.parse::<chrono_tz::Tz>().ok());
+        let all_day = master.is_all_day.then_some(master.start_date).flatten();
+        let rule = master
+            .recurrence_rule
+            .as_deref()
+            .ok_or_else(|| "no rule".to_owned())
+            .and_then(|lines| {
+                crate::recurrence::Rule::parse(master.start_time, zone, all_day, lines)
+            });
+        let Ok(rule) = rule else {
+            let overlaps = range.overlaps(master.start_time, master.end_time);
+            return Ok(if overlaps {
+                vec![master.clone()]
+            } else {
+                Vec::new()
+            });
+        };
+        let length = master.end_time - master.start_time;
+        let (starts, _) = rule.starts_between(range.start - length, range.end);
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replaced: std::collections::HashSet<chrono::DateTime<Utc>> = self
+            .stored_keys(&master.connection_id, &master.event_key)
+            .await?
+            .into_iter()
+            .filter(|k| k.parent.as_deref() == Some(master.event_key.as_str()))
+            .filter_map(|k| k.original_start)
+            .collect();
+        Ok(starts
+            .into_iter()
+            .filter(|start| !replaced.contains(start) && range.overlaps(*start, *start + length))
+            .map(|start| {
+                let mut occurrence = master.clone();
+                occurrence.event_key = format!("{}@{}", master.event_key, key_format(start));
+                occurrence.parent_event_id = Some(master.event_key.clone());
+                occurrence.original_start_time = Some(start);
+                occurrence.start_time = start;
+                occurrence.end_time = start + length;
+                if occurrence.is_all_day {
+                    let first = master.start_date.unwrap_or_else(|| start.date_naive());
+                    let offset = start.date_naive() - master.start_time.date_naive();
+                    occurrence.start_date = Some(first + offset);
+                    occurrence.end_date = master.end_date.map(|d| d + offset);
+                }
+                occurrence
+            })
+            .collect())
     }
 
     /// A timestamp for callers that need "now" consistently with stored instants.

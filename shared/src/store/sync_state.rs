@@ -21,6 +21,9 @@ pub struct StoredKey {
     pub live: bool,
     pub pending: bool,
     pub start_time: Option<DateTime<Utc>>,
+    /// For an occurrence override or a cancelled occurrence: its series and original start.
+    pub parent: Option<String>,
+    pub original_start: Option<DateTime<Utc>>,
 }
 
 /// A held sync lease on a connection: only its owner stores the cursor.
@@ -107,7 +110,7 @@ impl Store {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
                 .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
-                .projection_expression("eventKey, deletedAt, pendingChange, startTime")
+                .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime")
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -117,6 +120,11 @@ impl Store {
                 .read(u64::try_from(page.scanned_count).unwrap_or(0));
             for item in page.items.unwrap_or_default() {
                 let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let instant = |name: &str| {
+                    text(name)
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                };
                 let Some(event_key) = text("eventKey") else {
                     continue;
                 };
@@ -124,9 +132,9 @@ impl Store {
                     event_key,
                     live: !item.contains_key("deletedAt"),
                     pending: item.contains_key("pendingChange"),
-                    start_time: text("startTime")
-                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                        .map(|t| t.with_timezone(&Utc)),
+                    start_time: instant("startTime"),
+                    parent: text("parentEventId"),
+                    original_start: instant("originalStartTime"),
                 });
             }
             start = page.last_evaluated_key;

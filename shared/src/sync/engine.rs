@@ -320,7 +320,7 @@ async fn apply(
         .iter()
         .filter_map(|c| match c {
             Change::Upsert(e) => Some(e.event_key.clone()),
-            Change::Delete { key } => Some(key.clone()),
+            Change::Delete { key } | Change::CancelInstance { key, .. } => Some(key.clone()),
             _ => None,
         })
         .collect();
@@ -393,6 +393,36 @@ async fn apply(
                     count_delta += delete(stored.get(&key), now, &mut writes, report);
                 }
             }
+            Change::CancelInstance {
+                key,
+                parent,
+                original_start,
+            } => match stored.get(&key) {
+                Some(old) if old.pending_change.is_some() => report.kept_local += 1,
+                Some(old) if !old.is_deleted() => {
+                    let mut gone = tombstone(old.clone(), now);
+                    gone.parent_event_id = Some(parent);
+                    gone.original_start_time = Some(original_start);
+                    writes.push(gone);
+                    report.deleted += 1;
+                    count_delta -= 1;
+                }
+                Some(_) => report.unchanged += 1,
+                None => {
+                    let mut gone = Event::new(
+                        &conn.user_id,
+                        &conn.id,
+                        &key,
+                        "(cancelled)",
+                        (original_start, original_start),
+                        now,
+                    );
+                    gone.parent_event_id = Some(parent);
+                    gone.original_start_time = Some(original_start);
+                    writes.push(tombstone(gone, now));
+                    report.written += 1;
+                }
+            },
             Change::Malformed { key, reason } => {
                 report.malformed += 1;
                 tracing::warn!(connection = %conn.id, event = %key, reason = %reason, "malformed event skipped");

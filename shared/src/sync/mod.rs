@@ -29,6 +29,13 @@ pub enum Change {
     /// `keep`: a CalDAV resource holds a series and its overrides, so a removed resource prunes
     /// all of them (`keep` empty) and a changed one prunes the overrides it no longer has.
     Prune { prefix: String, keep: Vec<String> },
+    /// One occurrence of a recurring series is cancelled: kept as a tombstone child of the
+    /// series, so expansion skips that occurrence.
+    CancelInstance {
+        key: String,
+        parent: String,
+        original_start: chrono::DateTime<chrono::Utc>,
+    },
     /// The provider sent something we cannot read. The stored version, if any, is kept.
     Malformed { key: String, reason: String },
 }
@@ -37,7 +44,9 @@ impl Change {
     fn key(&self) -> &str {
         match self {
             Self::Upsert(e) => &e.event_key,
-            Self::Delete { key } | Self::Malformed { key, .. } => key,
+            Self::Delete { key }
+            | Self::Malformed { key, .. }
+            | Self::CancelInstance { key, .. } => key,
             Self::Prune { prefix, .. } => prefix,
         }
     }
@@ -102,7 +111,10 @@ impl Listing {
 
     pub fn saw(&mut self, page: &Page) {
         for change in &page.changes {
-            if !matches!(change, Change::Delete { .. } | Change::Prune { .. }) {
+            if !matches!(
+                change,
+                Change::Delete { .. } | Change::Prune { .. } | Change::CancelInstance { .. }
+            ) {
                 self.seen.insert(change.key().to_owned());
             }
         }

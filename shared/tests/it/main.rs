@@ -7,6 +7,7 @@ mod connect;
 mod events;
 mod logging;
 mod oauth_flow;
+mod recurrence;
 
 mod support;
 mod sync_caldav;

@@ -500,3 +500,66 @@ async fn rate_limits_and_unavailability_are_waited_out() {
     );
     assert_eq!(fx.stored().await, fx.provider().await);
 }
+
+#[tokio::test]
+async fn synced_series_expand_without_their_cancelled_and_moved_occurrences() {
+    let fx = GoogleFixture::new("google-series").await;
+    let mut series = timed("Weekly", "2026-12-07T09:00:00+01:00", 30, "Europe/Berlin");
+    series["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=4"]);
+    fx.put("series01", series).await;
+    let mut moved = timed(
+        "Weekly (moved)",
+        "2026-12-14T11:00:00+01:00",
+        30,
+        "Europe/Berlin",
+    );
+    moved["recurringEventId"] = json!("series01");
+    moved["originalStartTime"] =
+        json!({"dateTime": "2026-12-14T09:00:00+01:00", "timeZone": "Europe/Berlin"});
+    fx.put("series01_20261214T080000Z", moved).await;
+    let mut cancelled = timed("Weekly", "2026-12-21T09:00:00+01:00", 30, "Europe/Berlin");
+    cancelled["status"] = json!("cancelled");
+    cancelled["recurringEventId"] = json!("series01");
+    cancelled["originalStartTime"] =
+        json!({"dateTime": "2026-12-21T09:00:00+01:00", "timeZone": "Europe/Berlin"});
+    fx.put("series01_20261221T080000Z", cancelled).await;
+    fx.sync().await;
+
+    let (status, listed) = call(
+        &fx.app,
+        query(
+            get("/v1/events", &fx.user.token),
+            &[
+                ("start", "2026-12-01"),
+                ("end", "2027-01-01"),
+                ("calendarIds", &fx.connection_id),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    let weekly: Vec<(String, String)> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e["title"].as_str().unwrap(), "Weekly" | "Weekly (moved)"))
+        .map(|e| {
+            (
+                e["title"].as_str().unwrap().to_owned(),
+                e["start"]["dateTime"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        weekly,
+        [
+            ("Weekly".to_owned(), "2026-12-07T09:00:00+01:00".to_owned()),
+            (
+                "Weekly (moved)".to_owned(),
+                "2026-12-14T11:00:00+01:00".to_owned()
+            ),
+            ("Weekly".to_owned(), "2026-12-28T09:00:00+01:00".to_owned()),
+        ],
+        "{listed}"
+    );
+}

@@ -103,7 +103,18 @@ fn to_change(item: &Value) -> Change {
         };
     };
     if text(item, "status").as_deref() == Some("cancelled") {
-        return Change::Delete { key: id };
+        // A cancelled occurrence of a series is remembered, so the series skips it.
+        let original = time(item.get("originalStartTime"))
+            .ok()
+            .map(|(t, z)| t.to_instant(z));
+        return match (text(item, "recurringEventId"), original) {
+            (Some(parent), Some(original_start)) => Change::CancelInstance {
+                key: id,
+                parent,
+                original_start,
+            },
+            _ => Change::Delete { key: id },
+        };
     }
     match to_event(&id, item) {
         Ok(event) => Change::Upsert(Box::new(event)),
@@ -132,7 +143,7 @@ fn to_event(id: &str, item: &Value) -> Result<Event, String> {
     }
     if let Some(lines) = item.get("recurrence").and_then(Value::as_array) {
         let lines: Vec<&str> = lines.iter().filter_map(Value::as_str).collect();
-        super::ical::apply_recurrence(&mut event, &lines);
+        crate::recurrence::apply_recurrence(&mut event, &lines);
     }
     event.parent_event_id = text(item, "recurringEventId");
     if event.parent_event_id.is_some() {

@@ -107,49 +107,6 @@ fn duration(text: &str) -> Option<Duration> {
     number.is_empty().then_some(total * sign)
 }
 
-/// Keeps a series' recurrence lines (RRULE, RDATE, EXDATE) and the seed's summary fields.
-pub fn apply_recurrence(event: &mut Event, lines: &[&str]) {
-    let lines: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| {
-            ["RRULE", "RDATE", "EXDATE", "EXRULE"]
-                .iter()
-                .any(|p| l.to_ascii_uppercase().starts_with(p))
-        })
-        .collect();
-    if lines.is_empty() {
-        return;
-    }
-    event.is_recurring = true;
-    event.recurrence_rule = Some(lines.join("\n"));
-    if let Some(rule) = lines
-        .iter()
-        .find(|l| l.to_ascii_uppercase().starts_with("RRULE:"))
-    {
-        for part in rule[6..].split(';') {
-            match part.split_once('=') {
-                Some(("FREQ", f)) => event.recurrence_frequency = Some(f.to_owned()),
-                Some(("INTERVAL", i)) => event.recurrence_interval = i.parse().ok(),
-                Some(("UNTIL", u)) => {
-                    event.recurrence_end_date =
-                        NaiveDateTime::parse_from_str(u.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
-                            .map(|t| Utc.from_utc_datetime(&t))
-                            .or_else(|_| {
-                                NaiveDate::parse_from_str(u, "%Y%m%d").map(|d| {
-                                    Utc.from_utc_datetime(
-                                        &d.and_hms_opt(0, 0, 0).expect("midnight"),
-                                    )
-                                })
-                            })
-                            .ok()
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
 fn event_of(key: &str, component: &Component<'_>, raw_lines: &[String]) -> Result<Event, String> {
     let start_prop = prop(component, "DTSTART").ok_or("VEVENT without DTSTART")?;
     let (start, zone) = time(start_prop)?;
@@ -188,7 +145,7 @@ fn event_of(key: &str, component: &Component<'_>, raw_lines: &[String]) -> Resul
         event.end_date = Some(e);
     }
     let recurrence: Vec<&str> = raw_lines.iter().map(String::as_str).collect();
-    apply_recurrence(&mut event, &recurrence);
+    crate::recurrence::apply_recurrence(&mut event, &recurrence);
     event.transparent = text("TRANSP").is_some_and(|t| t.eq_ignore_ascii_case("TRANSPARENT"));
     event.attendees = component
         .properties
@@ -302,7 +259,14 @@ pub fn parse_calendar_resource(href: &str, text: &str) -> Vec<Change> {
             let cancelled = prop(component, "STATUS")
                 .is_some_and(|s| s.val.as_str().eq_ignore_ascii_case("CANCELLED"));
             if cancelled {
-                return Change::Delete { key };
+                return match override_of {
+                    Some(Ok((t, zone))) => Change::CancelInstance {
+                        key,
+                        parent: href.to_owned(),
+                        original_start: t.to_instant(zone),
+                    },
+                    _ => Change::Delete { key },
+                };
             }
             match event_of(&key, component, &recurrence_lines(component)) {
                 Ok(mut event) => {
@@ -362,7 +326,8 @@ DTSTART;TZID=America/New_York:20261111T090000\r\nSTATUS:CANCELLED\r\nEND:VEVENT\
         assert_eq!(moved.event_key, "/cal/standup.ics#2026-11-09T14:00:00Z");
         assert_eq!(moved.parent_event_id.as_deref(), Some("/cal/standup.ics"));
         assert!(
-            matches!(&changes[2], Change::Delete { key } if key == "/cal/standup.ics#2026-11-11T14:00:00Z")
+            matches!(&changes[2], Change::CancelInstance { key, parent, .. }
+            if key == "/cal/standup.ics#2026-11-11T14:00:00Z" && parent == "/cal/standup.ics")
         );
     }
 
