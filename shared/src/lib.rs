@@ -18,6 +18,7 @@ pub mod model;
 pub mod providers;
 pub mod queue;
 pub mod recurrence;
+pub mod schedule;
 
 pub mod store;
 pub mod sync;

@@ -277,11 +277,11 @@ fn dto(event: &Event, calendar: &Connection) -> EventDto {
 }
 
 /// The calendars a range query covers: the live ones, narrowed by `calendarIds`.
-fn queried_calendars(
-    req: &ApiRequest,
+pub(crate) fn queried_calendars(
+    filter: Option<&str>,
     live: &HashMap<String, Connection>,
 ) -> ApiResult<HashSet<String>> {
-    let Some(raw) = req.query.get("calendarIds") else {
+    let Some(raw) = filter else {
         return Ok(live.keys().cloned().collect());
     };
     let ids: Vec<&str> = raw
@@ -323,12 +323,8 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         has_conference: query_bool(req, "hasConference")?,
     };
     let limit = query_number(req, "limit", 250, 1..=1000)?;
-    let live: HashMap<String, Connection> = visible(app.store.connections(&user_id).await?)
-        .into_iter()
-        .filter(Connection::is_live)
-        .map(|c| (c.id.clone(), c))
-        .collect();
-    let calendars = queried_calendars(req, &live)?;
+    let live = live_calendars(app, &user_id).await?;
+    let calendars = queried_calendars(req.query.get("calendarIds").map(String::as_str), &live)?;
     // A cursor is valid only for the query that issued it.
     let query_hash = ids::sha256_hex(&format!(
         "{}|{}|{:?}|{:?}|{:?}",
@@ -385,6 +381,18 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         events,
         next_cursor,
     })
+}
+
+/// The user's live calendars by id.
+pub(crate) async fn live_calendars(
+    app: &App,
+    user_id: &str,
+) -> ApiResult<HashMap<String, Connection>> {
+    Ok(visible(app.store.connections(user_id).await?)
+        .into_iter()
+        .filter(Connection::is_live)
+        .map(|c| (c.id.clone(), c))
+        .collect())
 }
 
 /// The caller's live calendar with this id.

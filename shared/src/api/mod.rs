@@ -9,6 +9,7 @@ mod events;
 mod input;
 pub mod openapi;
 pub mod routes;
+mod schedule;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,6 +206,9 @@ impl App {
             Op::GetEvent => events::get(self, req, id()?).await,
             Op::UpdateEvent => events::update(self, req, id()?).await,
             Op::DeleteEvent => events::delete(self, req, id()?).await,
+            Op::Conflicts => schedule::conflicts(self, req).await,
+            Op::FreeBusy => schedule::freebusy(self, req).await,
+            Op::Availability => schedule::availability(self, req).await,
             Op::EventInstances => events::instances(self, req, id()?).await,
             Op::SyncCalendar => calendars::sync_now(self, req, id()?).await,
             Op::StartConnection => connections::start(self, req, param("provider")?).await,

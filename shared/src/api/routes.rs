@@ -4,7 +4,7 @@
 use http::Method;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{accounts, calendars, connections, events};
+use super::{accounts, calendars, connections, events, schedule};
 
 /// The Lambda function that serves a route; each has its own least-privilege policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +56,9 @@ pub enum Operation {
     DeleteEvent,
     SyncCalendar,
     EventInstances,
+    Conflicts,
+    FreeBusy,
+    Availability,
     StartConnection,
     OAuthCallback,
 }
@@ -125,6 +128,24 @@ const RANGE: &[QueryParam] = &[
         "cursor",
         false,
         "The nextCursor of the previous page (same range and filters).",
+    ),
+];
+
+const WINDOW: &[QueryParam] = &[
+    param(
+        "start",
+        true,
+        "Range start: RFC 3339 date-time, or YYYY-MM-DD (midnight UTC).",
+    ),
+    param(
+        "end",
+        true,
+        "Range end, exclusive; at most 366 days after start.",
+    ),
+    param(
+        "calendarIds",
+        false,
+        "Comma-separated calendar ids to limit the query to.",
     ),
 ];
 
@@ -272,6 +293,39 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[],
         request: None,
         response: (200, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/conflicts",
+        operation: Operation::Conflicts,
+        group: RouteGroup::Events,
+        summary: "Where busy events clash across all calendars (groups; all-day apart)",
+        authenticated: true,
+        query: WINDOW,
+        request: None,
+        response: (200, Some(schema::<schedule::ConflictsDto>)),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/freebusy",
+        operation: Operation::FreeBusy,
+        group: RouteGroup::Events,
+        summary: "Merged busy time across calendars, and per calendar",
+        authenticated: true,
+        query: WINDOW,
+        request: None,
+        response: (200, Some(schema::<schedule::FreeBusyDto>)),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/availability",
+        operation: Operation::Availability,
+        group: RouteGroup::Events,
+        summary: "Free slots of a length within working hours, across calendars",
+        authenticated: true,
+        query: &[],
+        request: Some(schema::<schedule::AvailabilityRequest>),
+        response: (200, Some(schema::<schedule::AvailabilityDto>)),
     },
     RouteSpec {
         method: Method::GET,

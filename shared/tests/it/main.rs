@@ -8,6 +8,7 @@ mod events;
 mod logging;
 mod oauth_flow;
 mod recurrence;
+mod schedule;
 
 mod support;
 mod sync_caldav;
