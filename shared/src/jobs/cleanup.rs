@@ -1,5 +1,6 @@
-//! Deletes expired sessions and expired or consumed OAuth states. DynamoDB TTL does this in AWS
-//! eventually; this job makes it prompt, and is the only cleaner on the local emulator.
+//! Deletes expired sessions, expired or consumed OAuth states, and events soft-deleted more than
+//! 30 days ago (seed pattern 7). DynamoDB TTL does this in AWS eventually; this job makes it
+//! prompt, and is the only cleaner on the local emulator.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,6 +16,7 @@ const BATCH: usize = 5_000;
 pub struct CleanupReport {
     pub sessions: usize,
     pub oauth_states: usize,
+    pub purged_events: usize,
 }
 
 pub async fn run(app: &App, now: DateTime<Utc>) -> Result<CleanupReport, ApiError> {
@@ -27,7 +29,12 @@ pub async fn run(app: &App, now: DateTime<Utc>) -> Result<CleanupReport, ApiErro
             .store
             .delete_expired("OAUTH", now.timestamp(), BATCH)
             .await?,
+        purged_events: app
+            .store
+            .purge_deleted_events(now.timestamp(), BATCH)
+            .await?,
     };
+
     tracing::info!(?report, "cleanup done");
     Ok(report)
 }

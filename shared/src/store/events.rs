@@ -86,6 +86,13 @@ impl Store {
             keys.push(("timePk", time_partition(event)));
             keys.push(("timeSk", time_sort_key(event)));
         }
+        // Purged once its deletion no longer needs writing back.
+        if event.is_deleted() && event.pending_change.is_none() && event.purge_at.is_some() {
+            keys.push((
+                "purgePk",
+                super::expiry::expiry_key("PURGE", &crate::ids::sha256_hex(&event.event_key)),
+            ));
+        }
         if event.pending_change.is_some() {
             keys.push(("syncPk", conn_pk(&event.connection_id)));
             keys.push((

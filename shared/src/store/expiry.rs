@@ -1,6 +1,6 @@
-//! The sparse `byExpiry` index of the Users table: sessions and OAuth states by expiry, sharded,
-//! so the cleanup job finds what has expired without a scan (TTL deletes lazily, and the local
-//! emulator never does).
+//! Sparse, sharded indexes of things that expire, so cleanup finds them without a scan (TTL
+//! deletes lazily, and the local emulator never does): `byExpiry` on the Users table (sessions,
+//! OAuth states) and `byPurge` on the Events table (events soft-deleted 30 days ago).
 
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
@@ -14,6 +14,15 @@ pub(crate) fn expiry_key(kind: &str, hash: &str) -> String {
     format!("{kind}#{shard}")
 }
 
+/// Where one kind of expiring item is indexed.
+struct Due<'a> {
+    table: &'a str,
+    index: &'a str,
+    partition: &'a str,
+    sort: &'a str,
+    kind: &'a str,
+}
+
 impl Store {
     /// Deletes up to `limit` items of `kind` ("SESSION" or "OAUTH") that expired before `now`.
     /// Returns how many were deleted.
@@ -23,6 +32,30 @@ impl Store {
         now_epoch: i64,
         limit: usize,
     ) -> StoreResult<usize> {
+        let due = Due {
+            table: &self.users,
+            index: "byExpiry",
+            partition: "expiryPk",
+            sort: "expiresAt",
+            kind,
+        };
+        self.delete_due(&due, now_epoch, limit).await
+    }
+
+    /// Hard-deletes up to `limit` events soft-deleted long enough ago (`purgeAt <= now`). The
+    /// calendars' event counts do not move: the soft deletion already took them off.
+    pub async fn purge_deleted_events(&self, now_epoch: i64, limit: usize) -> StoreResult<usize> {
+        let due = Due {
+            table: &self.events,
+            index: "byPurge",
+            partition: "purgePk",
+            sort: "purgeAt",
+            kind: "PURGE",
+        };
+        self.delete_due(&due, now_epoch, limit).await
+    }
+
+    async fn delete_due(&self, due: &Due<'_>, now_epoch: i64, limit: usize) -> StoreResult<usize> {
         let mut deleted = 0;
         for shard in 0..EXPIRY_SHARDS {
             let mut start = None;
@@ -30,10 +63,13 @@ impl Store {
                 let page = self
                     .ddb
                     .query()
-                    .table_name(&self.users)
-                    .index_name("byExpiry")
-                    .key_condition_expression("expiryPk = :pk AND expiresAt <= :now")
-                    .expression_attribute_values(":pk", s(format!("{kind}#{shard}")))
+                    .table_name(due.table)
+                    .index_name(due.index)
+                    .key_condition_expression(format!(
+                        "{} = :pk AND {} <= :now",
+                        due.partition, due.sort
+                    ))
+                    .expression_attribute_values(":pk", s(format!("{}#{shard}", due.kind)))
                     .expression_attribute_values(":now", n(now_epoch))
                     .limit(25)
                     .set_exclusive_start_key(start)
@@ -61,7 +97,7 @@ impl Store {
                     })
                     .collect::<Vec<_>>();
                 deleted += deletes.len();
-                self.write_batch(&self.users, deletes).await?;
+                self.write_batch(due.table, deletes).await?;
                 start = page.last_evaluated_key;
                 if start.is_none() || deleted >= limit {
                     break;

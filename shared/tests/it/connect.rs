@@ -646,3 +646,71 @@ async fn cleanup_deletes_expired_sessions_and_expired_or_consumed_states_only() 
     );
     let _ = StdDuration::ZERO;
 }
+
+#[tokio::test]
+async fn cleanup_purges_events_deleted_over_thirty_days_ago_and_keeps_counts() {
+    let app = isolated_app("purge", &[]).await;
+    let user = register(&app, "purge").await;
+    let cal = connect(&app, &user, "Cal", true).await;
+    let keep = create_event(
+        &app,
+        &user,
+        &cal.id,
+        "keep",
+        "2026-01-01T10:00:00Z",
+        "2026-01-01T11:00:00Z",
+    )
+    .await;
+    let gone = create_event(
+        &app,
+        &user,
+        &cal.id,
+        "gone",
+        "2026-01-02T10:00:00Z",
+        "2026-01-02T11:00:00Z",
+    )
+    .await;
+    // Pushed to the provider first (a never-pushed create would need no push at all).
+    let (conn, key) = ids::decode_event_id(&gone).unwrap();
+    let mut stored = app.store.event(&conn, &key).await.unwrap().unwrap();
+    stored.pending_change = None;
+    stored.sync_status = calsync::model::SyncStatus::Synced;
+    app.store.put_events(&[stored]).await.unwrap();
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::DELETE, &format!("/v1/events/{gone}")).with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // While the deletion still has to reach the provider, it is not purged.
+    let pending = calsync::jobs::cleanup::run(&app, Utc::now() + Duration::days(31)).await.unwrap();
+    assert_eq!(pending.purged_events, 0);
+    // The deletion was written back (what the sync worker will do).
+    let mut deleted = app.store.event(&conn, &key).await.unwrap().unwrap();
+    deleted.pending_change = None;
+    app.store.put_events(&[deleted]).await.unwrap();
+
+    let soon = calsync::jobs::cleanup::run(&app, Utc::now() + Duration::days(29))
+        .await
+        .unwrap();
+    assert_eq!(soon.purged_events, 0, "not yet thirty days");
+    assert!(app.store.event(&conn, &key).await.unwrap().is_some());
+    let later = calsync::jobs::cleanup::run(&app, Utc::now() + Duration::days(31))
+        .await
+        .unwrap();
+    assert_eq!(later.purged_events, 1);
+    assert!(
+        app.store.event(&conn, &key).await.unwrap().is_none(),
+        "hard-deleted"
+    );
+    let (keep_conn, keep_key) = ids::decode_event_id(&keep).unwrap();
+    assert!(app
+        .store
+        .event(&keep_conn, &keep_key)
+        .await
+        .unwrap()
+        .is_some());
+    // (Thirty-one days on, the user's session is gone too; read the count from the store.)
+    let calendar = app.store.connection(&user.id, &cal.id).await.unwrap().unwrap();
+    assert_eq!(calendar.event_count, 1);
+}
