@@ -27,6 +27,30 @@ fn dtstart(start: DateTime<Utc>, zone: Option<Tz>, all_day: Option<NaiveDate>) -
     }
 }
 
+/// RFC 5545 wants UNTIL in UTC when DTSTART has a zone, and as a DATE for all-day series; many
+/// producers write a DATE or a local time anyway. The set is anchored in UTC, so UNTIL becomes
+/// UTC: a DATE means the end of that day (midnight, for all-day series, which start then).
+fn normalize_until(line: &str, all_day: bool) -> String {
+    if !line.to_ascii_uppercase().starts_with("RRULE:") {
+        return line.to_owned();
+    }
+    line.split(';')
+        .map(|part| match part.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("UNTIL") => {
+                let fixed = match value.len() {
+                    8 if all_day => format!("{value}T000000Z"),
+                    8 => format!("{value}T235959Z"),
+                    15 => format!("{value}Z"),
+                    _ => value.to_owned(),
+                };
+                format!("{key}={fixed}")
+            }
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 impl Rule {
     /// Validates `lines` (RRULE / RDATE / EXDATE, one per line) for an event starting at `start`.
     pub fn parse(
@@ -57,15 +81,17 @@ impl Rule {
             }
             text.push('\n');
             // All-day series list dates; the set is anchored at UTC midnights, so they match.
-            text.push_str(
-                &line
-                    .replace(";VALUE=DATE:", ":")
-                    .replace(";VALUE=DATE-TIME", ""),
-            );
+            let line = line
+                .replace(";VALUE=DATE:", ":")
+                .replace(";VALUE=DATE-TIME", "");
+            text.push_str(&normalize_until(&line, all_day.is_some()));
         }
         if !has_rule && !lines.to_ascii_uppercase().contains("RDATE") {
             return Err("a recurrence needs an RRULE or RDATE line".into());
         }
+        // DTSTART is always the first occurrence (RFC 5545 §3.8.5.3), even when the rule would
+        // not produce it; as an RDATE it joins the set (and an EXDATE can still remove it).
+        text.push_str(&format!("\nRDATE:{}", start.format("%Y%m%dT%H%M%SZ")));
         let set: RRuleSet = text
             .parse()
             .map_err(|e: rrule::RRuleError| format!("invalid recurrence: {e}"))?;
@@ -90,7 +116,11 @@ impl Rule {
             .into_iter()
             .map(|d| d.with_timezone(&Utc))
             .filter(|d| *d >= from && *d < to)
-            .collect();
+            .collect::<Vec<_>>();
+        // DTSTART joins as an RDATE and may repeat the rule's first date.
+        let mut starts = starts;
+        starts.sort();
+        starts.dedup();
         (starts, result.limited)
     }
 }

@@ -683,7 +683,9 @@ async fn cleanup_purges_events_deleted_over_thirty_days_ago_and_keeps_counts() {
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // While the deletion still has to reach the provider, it is not purged.
-    let pending = calsync::jobs::cleanup::run(&app, Utc::now() + Duration::days(31)).await.unwrap();
+    let pending = calsync::jobs::cleanup::run(&app, Utc::now() + Duration::days(31))
+        .await
+        .unwrap();
     assert_eq!(pending.purged_events, 0);
     // The deletion was written back (what the sync worker will do).
     let mut deleted = app.store.event(&conn, &key).await.unwrap().unwrap();
@@ -711,6 +713,11 @@ async fn cleanup_purges_events_deleted_over_thirty_days_ago_and_keeps_counts() {
         .unwrap()
         .is_some());
     // (Thirty-one days on, the user's session is gone too; read the count from the store.)
-    let calendar = app.store.connection(&user.id, &cal.id).await.unwrap().unwrap();
+    let calendar = app
+        .store
+        .connection(&user.id, &cal.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(calendar.event_count, 1);
 }

@@ -8,6 +8,8 @@ mod events;
 mod logging;
 mod oauth_flow;
 mod recurrence;
+mod recurrence_oracle;
+
 mod schedule;
 
 mod support;
