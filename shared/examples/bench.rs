@@ -180,6 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("distinct events seen across the year: {}", seen.len());
     kms_calls_per_thousand_decryptions(&app, &sdk).await?;
     sync_from_google(&sdk, &template).await?;
+    recurrence_speed()?;
+    conflict_speed();
     Ok(())
 }
 
@@ -359,4 +361,85 @@ async fn kms_calls_per_thousand_decryptions(
         started.elapsed().as_secs_f64() * 1e6 / 1000.0
     );
     Ok(())
+}
+
+/// Recurrence: occurrences expanded per second by calsync and by recurring-ical-events (Python)
+/// on the same corpus, in one run.
+fn recurrence_speed() -> Result<(), Box<dyn std::error::Error>> {
+    use calsync::time::TimeRange;
+    let resources = calsync_devstack::recurrence_corpus::resources();
+    let window = TimeRange {
+        start: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        end: Utc.with_ymd_and_hms(2033, 1, 1, 0, 0, 0).unwrap(),
+    };
+    const ROUNDS: usize = 200;
+    let started = std::time::Instant::now();
+    let mut occurrences = 0usize;
+    for _ in 0..ROUNDS {
+        for (name, text) in &resources {
+            occurrences += calsync::recurrence::expand_resource(name, text, window)?.len();
+        }
+    }
+    let ours = occurrences as f64 / started.elapsed().as_secs_f64();
+    let python_rounds = 20;
+    let request = serde_json::json!({
+        "start": "2026-01-01T00:00:00Z", "end": "2033-01-01T00:00:00Z",
+        "resources": resources.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "repeat": python_rounds,
+    });
+    let answer = calsync_devstack::recurrence_corpus::run_oracle(&request)?;
+    let theirs = answer["count"].as_f64().unwrap_or(0.0) * python_rounds as f64
+        / answer["seconds"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "recurrence: {} events, {} occurrences a round; calsync {:.0} occurrences/s (parse + expand), recurring-ical-events {:.0}/s: {:.1}x (target >= 10x)",
+        resources.len(),
+        occurrences / ROUNDS,
+        ours,
+        theirs,
+        ours / theirs
+    );
+    Ok(())
+}
+
+/// Conflicts: the sweep against pairwise comparison on random intervals.
+fn conflict_speed() {
+    use calsync::schedule::{clash_groups, Interval};
+    let mut rng = Rng(0xC0FF_EE00_D15E_A5E5);
+    for n in [1_000usize, 10_000, 100_000] {
+        let base = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let intervals: Vec<Interval> = (0..n)
+            .map(|item| {
+                // About 27 events a day, as in the range benchmark.
+                let start = base + Duration::minutes(rng.below(n as u64 * 53) as i64);
+                Interval {
+                    start,
+                    end: start + Duration::minutes(15 + rng.below(105) as i64),
+                    item,
+                }
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let groups = clash_groups(intervals.clone());
+        let sweep = started.elapsed();
+        let started = std::time::Instant::now();
+        let mut clashing = 0usize;
+        for a in &intervals {
+            if intervals
+                .iter()
+                .any(|b| a.item != b.item && a.start < b.end && b.start < a.end)
+            {
+                clashing += 1;
+            }
+        }
+        let pairwise = started.elapsed();
+        let in_groups: usize = groups.iter().map(Vec::len).sum();
+        assert_eq!(in_groups, clashing, "the sweep and pairwise agree");
+        println!(
+            "conflicts over {n} events: sweep {:.2} ms, pairwise {:.1} ms ({:.0}x), {clashing} events in {} groups",
+            sweep.as_secs_f64() * 1e3,
+            pairwise.as_secs_f64() * 1e3,
+            pairwise.as_secs_f64() / sweep.as_secs_f64(),
+            groups.len()
+        );
+    }
 }

@@ -2,9 +2,14 @@
 //! `rrule` crate, in the event's own time zone, so 09:00 New York stays 09:00 across DST. A rule
 //! must be validated ([`Rule::parse`]) before it can be expanded; expansion stops at a budget.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rrule::RRuleSet;
+
+use crate::model::Event;
+use crate::time::{key_format, TimeRange};
 
 /// The most occurrences one master may produce for one query (a daily rule over a year is 366).
 pub const OCCURRENCE_BUDGET: u16 = 2000;
@@ -166,6 +171,101 @@ pub fn apply_recurrence(event: &mut crate::model::Event, lines: &[&str]) {
             }
         }
     }
+}
+
+/// The occurrences of a recurring `master` that overlap `range`, in its own zone, without the
+/// original starts in `replaced` (moved or cancelled instances). A rule that cannot be expanded
+/// yields the master alone, where it overlaps.
+pub fn occurrences(
+    master: &Event,
+    replaced: &HashSet<DateTime<Utc>>,
+    range: TimeRange,
+) -> Vec<Event> {
+    let zone = master
+        .timezone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok());
+    let all_day = master.is_all_day.then_some(master.start_date).flatten();
+    let rule = master
+        .recurrence_rule
+        .as_deref()
+        .ok_or_else(|| "no rule".to_owned())
+        .and_then(|lines| Rule::parse(master.start_time, zone, all_day, lines));
+    let Ok(rule) = rule else {
+        let overlaps = range.overlaps(master.start_time, master.end_time);
+        return if overlaps {
+            vec![master.clone()]
+        } else {
+            Vec::new()
+        };
+    };
+    let length = master.end_time - master.start_time;
+    let (starts, _) = rule.starts_between(range.start - length, range.end);
+    starts
+        .into_iter()
+        .filter(|start| !replaced.contains(start) && range.overlaps(*start, *start + length))
+        .map(|start| {
+            let mut occurrence = master.clone();
+            occurrence.event_key = format!("{}@{}", master.event_key, key_format(start));
+            occurrence.parent_event_id = Some(master.event_key.clone());
+            occurrence.original_start_time = Some(start);
+            occurrence.start_time = start;
+            occurrence.end_time = start + length;
+            if occurrence.is_all_day {
+                let offset = start.date_naive() - master.start_time.date_naive();
+                occurrence.start_date = master.start_date.map(|d| d + offset);
+                occurrence.end_date = master.end_date.map(|d| d + offset);
+            }
+            occurrence
+        })
+        .collect()
+}
+
+/// The occurrence starts of one iCalendar resource (a series with its overrides, or a single
+/// event) that overlap `range`: parsed as the CalDAV sync parses it, expanded as range queries
+/// expand it.
+pub fn expand_resource(
+    href: &str,
+    text: &str,
+    range: TimeRange,
+) -> Result<Vec<DateTime<Utc>>, String> {
+    use crate::sync::Change;
+    let mut master = None;
+    let mut overrides = Vec::new();
+    let mut replaced = HashSet::new();
+    for change in crate::sync::feeds::parse_calendar_resource(href, text) {
+        match change {
+            Change::Upsert(event) if event.event_key == href => master = Some(*event),
+            Change::Upsert(event) => {
+                replaced.extend(event.original_start_time);
+                overrides.push(*event);
+            }
+            Change::CancelInstance { original_start, .. } => {
+                replaced.insert(original_start);
+            }
+            Change::Malformed { reason, .. } => return Err(reason),
+            _ => {}
+        }
+    }
+    let master = master.ok_or("no master event")?;
+    let mut starts: Vec<DateTime<Utc>> = if master.is_recurring {
+        occurrences(&master, &replaced, range)
+            .iter()
+            .map(|o| o.start_time)
+            .collect()
+    } else if range.overlaps(master.start_time, master.end_time) {
+        vec![master.start_time]
+    } else {
+        Vec::new()
+    };
+    starts.extend(
+        overrides
+            .iter()
+            .filter(|o| range.overlaps(o.start_time, o.end_time))
+            .map(|o| o.start_time),
+    );
+    starts.sort();
+    Ok(starts)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod emulator;
 pub mod fault_proxy;
 pub mod peer;
 pub mod provision;
+pub mod recurrence_corpus;
 pub mod template;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -316,35 +316,9 @@ impl Store {
         }
     }
 
-    /// The occurrences of a recurring master that overlap `range`, in the master's own zone,
-    /// without those its overrides replace or cancel (stored children of the series). A rule we
-    /// cannot expand shows the master alone, where it overlaps.
+    /// The occurrences of a recurring master that overlap `range`, without those its overrides
+    /// replace or cancel (stored children of the series).
     pub async fn occurrences(&self, master: &Event, range: TimeRange) -> StoreResult<Vec<Event>> {
-        let zone = master
-            .timezone
-            .as_deref()
-            .and_then(|z| z.parse::<chrono_tz::Tz>().ok());
-        let all_day = master.is_all_day.then_some(master.start_date).flatten();
-        let rule = master
-            .recurrence_rule
-            .as_deref()
-            .ok_or_else(|| "no rule".to_owned())
-            .and_then(|lines| {
-                crate::recurrence::Rule::parse(master.start_time, zone, all_day, lines)
-            });
-        let Ok(rule) = rule else {
-            let overlaps = range.overlaps(master.start_time, master.end_time);
-            return Ok(if overlaps {
-                vec![master.clone()]
-            } else {
-                Vec::new()
-            });
-        };
-        let length = master.end_time - master.start_time;
-        let (starts, _) = rule.starts_between(range.start - length, range.end);
-        if starts.is_empty() {
-            return Ok(Vec::new());
-        }
         let replaced: std::collections::HashSet<chrono::DateTime<Utc>> = self
             .stored_keys(&master.connection_id, &master.event_key)
             .await?
@@ -352,25 +326,7 @@ impl Store {
             .filter(|k| k.parent.as_deref() == Some(master.event_key.as_str()))
             .filter_map(|k| k.original_start)
             .collect();
-        Ok(starts
-            .into_iter()
-            .filter(|start| !replaced.contains(start) && range.overlaps(*start, *start + length))
-            .map(|start| {
-                let mut occurrence = master.clone();
-                occurrence.event_key = format!("{}@{}", master.event_key, key_format(start));
-                occurrence.parent_event_id = Some(master.event_key.clone());
-                occurrence.original_start_time = Some(start);
-                occurrence.start_time = start;
-                occurrence.end_time = start + length;
-                if occurrence.is_all_day {
-                    let first = master.start_date.unwrap_or_else(|| start.date_naive());
-                    let offset = start.date_naive() - master.start_time.date_naive();
-                    occurrence.start_date = Some(first + offset);
-                    occurrence.end_date = master.end_date.map(|d| d + offset);
-                }
-                occurrence
-            })
-            .collect())
+        Ok(crate::recurrence::occurrences(master, &replaced, range))
     }
 
     /// A timestamp for callers that need "now" consistently with stored instants.
