@@ -142,6 +142,21 @@ impl Store {
             .await
     }
 
+    /// Writes the outcome of a write-back, if nobody changed the event since it was read.
+    pub async fn replace_pushed(&self, event: &Event, expected_version: u64) -> StoreResult<()> {
+        self.stats.write();
+        self.ddb
+            .put_item()
+            .table_name(&self.events)
+            .set_item(Some(self.event_item(event)?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(expected_version.to_string()))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+
     fn event_put(
         &self,
         event: &Event,

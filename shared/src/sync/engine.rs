@@ -38,6 +38,8 @@ pub struct SyncReport {
     /// The provider had forgotten our cursor: a full listing reconciled instead.
     pub cursor_lost: bool,
     pub retries: usize,
+    /// Local changes written back to the provider after the listing.
+    pub write_back: super::writeback::PushReport,
     /// A full listing came back empty although events were stored: nothing was deleted.
     pub suspicious_empty: bool,
 }
@@ -228,6 +230,11 @@ async fn run(
                     // will not send it again until it changes: the next sync lists in full, so a
                     // passing malformation heals. A full listing keeps its cursor either way.
                     let heal = report.malformed > 0 && !report.full;
+                    // Local changes go out after the provider's came in, under the same lease.
+                    if let Some(token) = feed.google_token() {
+                        report.write_back =
+                            super::writeback::push_pending(app, conn, token).await?;
+                    }
                     return Ok((report, new_cursor.filter(|_| !heal), exact));
                 }
             }

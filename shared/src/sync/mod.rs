@@ -12,6 +12,7 @@ pub mod engine;
 pub mod feeds;
 pub mod scheduler;
 pub mod worker;
+pub mod writeback;
 
 use std::collections::HashSet;
 

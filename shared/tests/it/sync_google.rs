@@ -563,3 +563,116 @@ async fn synced_series_expand_without_their_cancelled_and_moved_occurrences() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn local_changes_are_written_back_once_and_a_provider_change_wins() {
+    let fx = GoogleFixture::new("google-write-back").await;
+    fx.sync().await;
+    let create = json!({"calendarId": fx.connection_id, "title": "Written here",
+        "start": {"dateTime": "2026-12-10T10:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2026-12-10T11:00:00", "timeZone": "Europe/Berlin"},
+        "attendees": [{"email": "grace@example.com"}]});
+    let (status, created) = call(
+        &fx.app,
+        send(http::Method::POST, "/v1/events", &fx.user.token, &create),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, key) = calsync::ids::decode_event_id(&id).unwrap();
+
+    let pushed = fx.sync().await;
+    assert_eq!(pushed.write_back.pushed, 1, "{pushed:?}");
+    let provider = fx.provider().await;
+    assert_eq!(
+        provider.get(&key).map(|(t, s)| (t.as_str(), s.as_str())),
+        Some(("Written here", "2026-12-10T09:00:00Z"))
+    );
+    let stored = fx
+        .app
+        .store
+        .event(&fx.connection_id, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.sync_status, stored.pending_change),
+        (calsync::model::SyncStatus::Synced, None)
+    );
+    // The next sync recognises our own write: still one event with that id, no duplicate.
+    fx.sync().await;
+    assert_eq!(fx.stored().await, fx.provider().await);
+
+    // A retried create (the earlier push landed, its record did not): 409, no second event.
+    let mut again = fx
+        .app
+        .store
+        .event(&fx.connection_id, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    again.pending_change = Some(calsync::model::PendingChange::Create);
+    fx.app.store.put_events(&[again]).await.unwrap();
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    assert_eq!(fx.provider().await.keys().filter(|k| **k == key).count(), 1);
+
+    // A move through the API reaches the provider.
+    let path = format!("/v1/events/{id}");
+    let (status, _) = call(
+        &fx.app,
+        send(
+            http::Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Moved here",
+        "start": {"dateTime": "2026-12-11T10:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2026-12-11T11:00:00", "timeZone": "Europe/Berlin"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    fx.sync().await;
+    assert_eq!(
+        fx.provider().await[&key],
+        ("Moved here".to_owned(), "2026-12-11T09:00:00Z".to_owned())
+    );
+
+    // Changed at the provider meanwhile: our PATCH fails its If-Match, the provider's version wins.
+    fx.put(
+        &key,
+        timed(
+            "Changed there",
+            "2026-12-12T10:00:00+01:00",
+            60,
+            "Europe/Berlin",
+        ),
+    )
+    .await;
+    let (status, _) = call(
+        &fx.app,
+        send(
+            http::Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Changed here"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    let conflicted = fx.sync().await;
+    assert_eq!(conflicted.write_back.superseded, 1, "{conflicted:?}");
+    fx.sync().await;
+    assert_eq!(fx.provider().await[&key].0, "Changed there");
+    assert_eq!(fx.stored().await, fx.provider().await);
+
+    // A deletion reaches the provider too.
+    let (status, _) = call(
+        &fx.app,
+        calsync::api::ApiRequest::new(http::Method::DELETE, &path).with_bearer(&fx.user.token),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    assert!(!fx.provider().await.contains_key(&key));
+    assert_eq!(fx.stored().await, fx.provider().await);
+}

@@ -95,7 +95,7 @@ fn time(value: Option<&Value>) -> Result<(EventTime, Option<chrono_tz::Tz>), Str
     Ok((EventTime::Instant(instant.with_timezone(&Utc)), zone))
 }
 
-fn to_change(item: &Value) -> Change {
+pub(crate) fn to_change(item: &Value) -> Change {
     let Some(id) = text(item, "id") else {
         return Change::Malformed {
             key: "(no id)".into(),

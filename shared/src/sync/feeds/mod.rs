@@ -2,7 +2,7 @@
 //! none, for a full listing) and the page token of the listing in progress.
 
 mod caldav;
-mod google;
+pub(crate) mod google;
 mod ical;
 mod microsoft;
 pub(crate) mod zones;
@@ -111,6 +111,14 @@ impl Feed {
                 })
             }
         })
+    }
+
+    /// The access token of a Google feed (write-back uses it).
+    pub fn google_token(&self) -> Option<&Secret> {
+        match self {
+            Self::Google(feed) => Some(&feed.token),
+            _ => None,
+        }
     }
 
     /// The window a full listing covers (`None`: the whole calendar).

@@ -1,0 +1,207 @@
+//! Write-back: local changes (created, changed or deleted through the API) pushed to the
+//! provider after a sync, under the same lease. Google Calendar v3 today: creates carry our own
+//! event id (hex is valid base32hex), so a retried push answers 409 and makes no second event,
+//! and the next sync recognises the event by its id; changes and deletions carry `If-Match`
+//! with the provider's ETag, and a precondition failure lets the provider's version win.
+//! Microsoft and CalDAV events stay PENDING until their write-back lands (docs/decisions.md).
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::api::App;
+use crate::crypto::Secret;
+use crate::model::{Connection, Event, PendingChange, Provider, SyncStatus};
+use crate::providers::{status_error, transport_error, ProviderError};
+use crate::store::StoreError;
+
+/// Local changes pushed per sync; the rest wait for the next one.
+const PUSH_BATCH: i32 = 100;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushReport {
+    pub pushed: usize,
+    /// The provider's version changed meanwhile: it wins, the local change is dropped.
+    pub superseded: usize,
+    pub failed: usize,
+}
+
+/// Google's event resource for a local event.
+fn google_body(event: &Event, with_id: bool) -> Value {
+    let time = |instant: chrono::DateTime<chrono::Utc>, date: Option<chrono::NaiveDate>| match (
+        event.is_all_day,
+        date,
+    ) {
+        (true, Some(d)) => json!({ "date": d.format("%Y-%m-%d").to_string() }),
+        _ => {
+            json!({ "dateTime": crate::time::key_format(instant), "timeZone": event.timezone.as_deref().unwrap_or("UTC") })
+        }
+    };
+    let mut body = json!({
+        "summary": event.title,
+        "description": event.description,
+        "location": event.location,
+        "start": time(event.start_time, event.start_date),
+        "end": time(event.end_time, event.end_date),
+        "attendees": event.attendees.iter().map(|a| json!({
+            "email": a.email, "displayName": a.name, "optional": a.optional,
+        })).collect::<Vec<_>>(),
+        "reminders": {
+            "useDefault": event.reminders.is_empty(),
+            "overrides": event.reminders.iter().map(|r| json!({
+                "method": serde_json::to_value(r.method).unwrap_or(Value::Null), "minutes": r.minutes,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    if let Some(rule) = &event.recurrence_rule {
+        body["recurrence"] = json!(rule.lines().collect::<Vec<_>>());
+    }
+    if with_id {
+        body["id"] = json!(event.event_key);
+    }
+    body
+}
+
+enum Outcome {
+    Pushed(Option<String>),
+    /// The provider's version, read again after a failed precondition.
+    Superseded(Option<Box<Event>>),
+}
+
+async fn push_google(
+    http: &reqwest::Client,
+    base: &str,
+    calendar: &str,
+    token: &Secret,
+    event: &Event,
+) -> Result<Outcome, ProviderError> {
+    let calendar: String = url::form_urlencoded::byte_serialize(calendar.as_bytes()).collect();
+    let url = format!("{base}/calendars/{calendar}/events");
+    let key: String = url::form_urlencoded::byte_serialize(event.event_key.as_bytes()).collect();
+    let precondition = |request: reqwest::RequestBuilder| match &event.provider_etag {
+        Some(etag) => request.header("If-Match", etag),
+        None => request,
+    };
+    let request = match event.pending_change {
+        Some(PendingChange::Create) => http.post(&url).json(&google_body(event, true)),
+        Some(PendingChange::Update) => precondition(
+            http.patch(format!("{url}/{key}"))
+                .json(&google_body(event, false)),
+        ),
+        Some(PendingChange::Delete) => precondition(http.delete(format!("{url}/{key}"))),
+        None => return Ok(Outcome::Pushed(event.provider_etag.clone())),
+    };
+    let response = request
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(transport_error)?;
+    let etag = || {
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["etag"].as_str().map(str::to_owned))
+    };
+    match (event.pending_change, status.as_u16()) {
+        (_, 200..=299) => Ok(Outcome::Pushed(etag())),
+        // Our id already exists: an earlier push of this create landed (a retry after a crash).
+        (Some(PendingChange::Create), 409) => Ok(Outcome::Pushed(None)),
+        // Already gone at the provider: nothing left to delete.
+        (Some(PendingChange::Delete), 404 | 410) => Ok(Outcome::Pushed(None)),
+        (_, 412) => {
+            // Re-read the provider's version rather than overwrite it.
+            let current = http
+                .get(format!("{url}/{key}"))
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let text = current.text().await.map_err(transport_error)?;
+            let provider = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                match crate::sync::feeds::google::to_change(&v) {
+                    crate::sync::Change::Upsert(e) => Some(e),
+                    _ => None,
+                }
+            });
+            Ok(Outcome::Superseded(provider))
+        }
+        _ => Err(status_error(status, &headers, &body)),
+    }
+}
+
+/// Pushes the connection's pending local changes. Only Google calendars are written back today.
+pub async fn push_pending(
+    app: &App,
+    conn: &Connection,
+    token: &Secret,
+) -> Result<PushReport, StoreError> {
+    let mut report = PushReport::default();
+    let Some(settings) = app
+        .config
+        .oauth(Provider::Google)
+        .filter(|_| conn.provider == Provider::Google)
+    else {
+        return Ok(report);
+    };
+    for event in app.store.pending_events(&conn.id, PUSH_BATCH).await? {
+        let expected = event.version;
+        let mut done = event.clone();
+        match push_google(
+            &app.http,
+            &settings.api_base,
+            &conn.calendar_id,
+            token,
+            &event,
+        )
+        .await
+        {
+            Ok(Outcome::Pushed(etag)) => {
+                report.pushed += 1;
+                done.pending_change = None;
+                if !done.is_deleted() {
+                    done.sync_status = SyncStatus::Synced;
+                    done.provider_event_id = Some(done.event_key.clone());
+                    done.provider_etag = etag.or(done.provider_etag);
+                }
+            }
+            Ok(Outcome::Superseded(provider)) => {
+                // The provider's version wins; the local change is dropped (and audited below).
+                report.superseded += 1;
+                if let Some(theirs) = provider {
+                    let mut theirs = *theirs;
+                    theirs.user_id = done.user_id.clone();
+                    theirs.connection_id = done.connection_id.clone();
+                    theirs.created_at = done.created_at;
+                    theirs.version = done.version;
+                    done = theirs;
+                }
+                done.pending_change = None;
+                done.sync_status = SyncStatus::Synced;
+                done.fingerprint = None;
+                let audit = crate::model::AuditEntry::new(
+                    &done.user_id,
+                    "EVENT_WRITE_BACK_SUPERSEDED",
+                    "EVENT",
+                    Some(&done.public_id()),
+                )
+                .failed("the event changed at the provider; the provider's version was kept");
+                app.store.append_audit(&audit).await?;
+            }
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(event = %event.event_key, error = %e, "write-back failed; will retry");
+                done.sync_status = SyncStatus::Failed;
+            }
+        }
+        done.version += 1;
+        done.last_synced_at = Some(crate::store::Store::now());
+        match app.store.replace_pushed(&done, expected).await {
+            // Changed through the API meanwhile: the newer change is pushed next time.
+            Ok(()) | Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
