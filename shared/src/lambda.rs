@@ -42,12 +42,16 @@ pub async fn serve(app: &App, group: RouteGroup, req: Request) -> Response<Body>
         for (name, value) in &response.headers {
             builder = builder.header(name, value);
         }
-        let body = match response.body {
-            Some(json) => {
+        let body = match (response.body, response.raw) {
+            (_, Some((content_type, text))) => {
+                builder = builder.header("content-type", content_type);
+                Body::Text(text)
+            }
+            (Some(json), None) => {
                 builder = builder.header("content-type", "application/json");
                 Body::Text(json.to_string())
             }
-            None => Body::Empty,
+            (None, None) => Body::Empty,
         };
         builder
             .body(body)

@@ -11,7 +11,9 @@ pub mod aws;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod ics;
 pub mod ids;
+
 pub mod jobs;
 pub mod lambda;
 pub mod model;

@@ -127,6 +127,7 @@ fn finish(app: &App, outcome: Result<(Provider, usize), &'static str>) -> ApiRes
                 status: StatusCode::FOUND,
                 headers: vec![("location".into(), format!("{target}{separator}{query}"))],
                 body: None,
+                raw: None,
             })
         }
         None => ApiResponse::ok(&serde_json::json!({ "result": query })),

@@ -367,6 +367,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             filter: &filter,
             limit,
             after: after.as_deref(),
+            expand: true,
         })
         .await?;
     let events = page

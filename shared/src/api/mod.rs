@@ -6,6 +6,7 @@ mod accounts;
 mod calendars;
 mod connections;
 mod events;
+mod feeds;
 mod input;
 pub mod openapi;
 pub mod routes;
@@ -79,6 +80,8 @@ pub struct ApiResponse {
     pub headers: Vec<(String, String)>,
     /// `None` for 204 No Content.
     pub body: Option<serde_json::Value>,
+    /// A body that is not JSON: content type and text (the ICS feed).
+    pub raw: Option<(String, String)>,
 }
 
 impl ApiResponse {
@@ -87,6 +90,7 @@ impl ApiResponse {
             status,
             headers: Vec::new(),
             body: Some(serde_json::to_value(value).map_err(ApiError::internal)?),
+            raw: None,
         })
     }
 
@@ -99,6 +103,7 @@ impl ApiResponse {
             status: StatusCode::NO_CONTENT,
             headers: Vec::new(),
             body: None,
+            raw: None,
         }
     }
 
@@ -107,6 +112,7 @@ impl ApiResponse {
             status: err.status,
             headers: Vec::new(),
             body: Some(err.body()),
+            raw: None,
         }
     }
 }
@@ -206,6 +212,9 @@ impl App {
             Op::GetEvent => events::get(self, req, id()?).await,
             Op::UpdateEvent => events::update(self, req, id()?).await,
             Op::DeleteEvent => events::delete(self, req, id()?).await,
+            Op::CreateFeed => feeds::create(self, req).await,
+            Op::DeleteFeed => feeds::delete(self, req, id()?).await,
+            Op::ReadFeed => feeds::read(self, req, param("token")?).await,
             Op::Conflicts => schedule::conflicts(self, req).await,
             Op::FreeBusy => schedule::freebusy(self, req).await,
             Op::Availability => schedule::availability(self, req).await,

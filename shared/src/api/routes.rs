@@ -4,7 +4,7 @@
 use http::Method;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
-use super::{accounts, calendars, connections, events, schedule};
+use super::{accounts, calendars, connections, events, feeds, schedule};
 
 /// The Lambda function that serves a route; each has its own least-privilege policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +58,9 @@ pub enum Operation {
     EventInstances,
     Conflicts,
     FreeBusy,
+    CreateFeed,
+    DeleteFeed,
+    ReadFeed,
     Availability,
     StartConnection,
     OAuthCallback,
@@ -293,6 +296,39 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[],
         request: None,
         response: (200, Some(schema::<events::EventDto>)),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/feeds",
+        operation: Operation::CreateFeed,
+        group: RouteGroup::Events,
+        summary: "Make a secret ICS feed URL of the merged calendar (revocable)",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (201, Some(schema::<feeds::FeedDto>)),
+    },
+    RouteSpec {
+        method: Method::DELETE,
+        path: "/v1/feeds/{id}",
+        operation: Operation::DeleteFeed,
+        group: RouteGroup::Events,
+        summary: "Revoke a feed: its URL stops working at once",
+        authenticated: true,
+        query: &[],
+        request: None,
+        response: (204, None),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/feeds/{token}/calendar.ics",
+        operation: Operation::ReadFeed,
+        group: RouteGroup::Events,
+        summary: "The merged calendar as RFC 5545 text (the URL is the credential)",
+        authenticated: false,
+        query: &[],
+        request: None,
+        response: (200, None),
     },
     RouteSpec {
         method: Method::GET,

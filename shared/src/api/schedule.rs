@@ -122,6 +122,7 @@ async fn events_in(
                 filter: &EventFilter::default(),
                 limit: 1000,
                 after: after.as_deref(),
+                expand: true,
             })
             .await?;
         events.extend(page.events);

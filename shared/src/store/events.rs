@@ -68,6 +68,8 @@ pub struct RangeQuery<'a> {
     pub limit: usize,
     /// Continue after this byUserTime sort key.
     pub after: Option<&'a str>,
+    /// Series as their occurrences (true), or as the stored masters (false, for the ICS feed).
+    pub expand: bool,
 }
 
 pub struct EventPage {
@@ -238,7 +240,7 @@ impl Store {
         )?;
         let mut events: Vec<(String, Event)> = Vec::new();
         for event in [t0, t1, t2, t3].into_iter().flatten() {
-            if event.is_recurring {
+            if event.is_recurring && q.expand {
                 let occurrences = self.occurrences(&event, q.range).await?;
                 events.extend(occurrences.into_iter().map(|o| (time_sort_key(&o), o)));
             } else {

@@ -6,6 +6,7 @@ mod audit;
 mod connections;
 mod events;
 mod expiry;
+mod feeds;
 mod oauth_states;
 mod sync_state;
 mod users;
@@ -24,7 +25,9 @@ pub use accounts::Lease;
 pub use audit::AuditPage;
 pub use connections::{CalendarChanges, SYNC_SHARDS};
 pub use events::{time_sort_key, EventFilter, EventPage, RangeQuery};
+pub use feeds::Feed;
 pub use oauth_states::{Rejected, StateRejection};
+
 pub use sync_state::{StoredKey, SyncLease};
 pub use users::Registration;
 

@@ -5,6 +5,8 @@ mod accounts;
 mod calendars;
 mod connect;
 mod events;
+mod ics_feed;
+
 mod logging;
 mod oauth_flow;
 mod recurrence;
