@@ -46,11 +46,16 @@ seed: venv
 	cargo run --quiet -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)
 
 OIDC_STAMP := infra/oidc-provider/node_modules/.package-lock.json
+ICAL_STAMP := infra/ical-check/node_modules/.package-lock.json
 
-node: $(OIDC_STAMP)
+node: $(OIDC_STAMP) $(ICAL_STAMP)
 
 $(OIDC_STAMP): infra/oidc-provider/package-lock.json
 	npm ci --prefix infra/oidc-provider --no-audit --no-fund --loglevel=error
+
+$(ICAL_STAMP): infra/ical-check/package-lock.json
+	npm ci --prefix infra/ical-check --no-audit --no-fund --loglevel=error
+
 
 test: venv node
 	cfn-lint template.yaml

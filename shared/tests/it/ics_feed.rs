@@ -130,6 +130,26 @@ async fn the_feed_is_valid_icalendar_that_parsers_and_radicale_accept_and_it_can
     assert!(output.status.success(), "icalendar refused the feed");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok 4 2");
 
+    // Mozilla's ical.js (as calendar clients use it) reads it too.
+    let checker = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/ical-check/check.mjs");
+    let mut node = std::process::Command::new("node")
+        .arg(checker)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    node.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = node.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "ical.js refused the feed (make test runs npm ci)"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok 4 2");
+
     // Radicale accepts every event of it (one resource per UID, with the time zones).
     let radicale = peer::radicale(&[("feed", "feed-pw")]).unwrap();
     let http = reqwest::Client::new();
