@@ -516,14 +516,17 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let reminders = reminders(body.reminders)?;
     let calendar = live_calendar(app, &user_id, &body.calendar_id).await?;
     let now = Store::now();
-    let mut event = Event::new(
-        &user_id,
-        &calendar.id,
-        &ids::new_id(),
-        &title,
-        (now, now),
-        now,
-    );
+    // A CalDAV event is keyed by its resource's href, which write-back will create.
+    let key = match calendar.provider {
+        Provider::Apple => {
+            let path = url::Url::parse(&calendar.calendar_id)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default();
+            format!("{}/{}.ics", path.trim_end_matches('/'), ids::new_id())
+        }
+        _ => ids::new_id(),
+    };
+    let mut event = Event::new(&user_id, &calendar.id, &key, &title, (now, now), now);
     event.description = description;
     event.location = location;
     event.attendees = attendees;

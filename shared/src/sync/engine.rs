@@ -231,10 +231,7 @@ async fn run(
                     // passing malformation heals. A full listing keeps its cursor either way.
                     let heal = report.malformed > 0 && !report.full;
                     // Local changes go out after the provider's came in, under the same lease.
-                    if let Some(token) = feed.google_token() {
-                        report.write_back =
-                            super::writeback::push_pending(app, conn, token).await?;
-                    }
+                    report.write_back = super::writeback::push_pending(app, conn, &feed).await?;
                     return Ok((report, new_cursor.filter(|_| !heal), exact));
                 }
             }

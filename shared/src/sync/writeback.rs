@@ -3,7 +3,9 @@
 //! event id (hex is valid base32hex), so a retried push answers 409 and makes no second event,
 //! and the next sync recognises the event by its id; changes and deletions carry `If-Match`
 //! with the provider's ETag, and a precondition failure lets the provider's version win.
-//! Microsoft and CalDAV events stay PENDING until their write-back lands (docs/decisions.md).
+//! CalDAV: a create is a PUT with `If-None-Match: *` to the href the event was keyed by when it
+//! was created (`<collection>/<our id>.ics`); changes and deletions carry `If-Match`.
+//! Microsoft events stay PENDING until their write-back lands (docs/decisions.md).
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,6 +15,7 @@ use crate::crypto::Secret;
 use crate::model::{Connection, Event, PendingChange, Provider, SyncStatus};
 use crate::providers::{status_error, transport_error, ProviderError};
 use crate::store::StoreError;
+use crate::sync::feeds::{caldav::CalDavFeed, Feed};
 
 /// Local changes pushed per sync; the rest wait for the next one.
 const PUSH_BATCH: i32 = 100;
@@ -131,38 +134,40 @@ async fn push_google(
     }
 }
 
-/// Pushes the connection's pending local changes. Only Google calendars are written back today.
+/// Pushes the connection's pending local changes through its feed's credentials (Google and
+/// CalDAV calendars; Microsoft's wait, see the module comment).
 pub async fn push_pending(
     app: &App,
     conn: &Connection,
-    token: &Secret,
+    feed: &Feed,
 ) -> Result<PushReport, StoreError> {
     let mut report = PushReport::default();
-    let Some(settings) = app
+    let google = app
         .config
         .oauth(Provider::Google)
-        .filter(|_| conn.provider == Provider::Google)
-    else {
+        .map(|s| s.api_base.clone());
+    if !matches!(feed, Feed::Google(_) | Feed::CalDav(_)) {
         return Ok(report);
-    };
+    }
     for event in app.store.pending_events(&conn.id, PUSH_BATCH).await? {
         let expected = event.version;
         let mut done = event.clone();
-        match push_google(
-            &app.http,
-            &settings.api_base,
-            &conn.calendar_id,
-            token,
-            &event,
-        )
-        .await
-        {
+        let outcome = match (feed, &google) {
+            (Feed::Google(g), Some(base)) => {
+                push_google(&app.http, base, &conn.calendar_id, &g.token, &event).await
+            }
+            (Feed::CalDav(c), _) => push_caldav(c, &conn.calendar_id, &event).await,
+            _ => continue,
+        };
+        match outcome {
             Ok(Outcome::Pushed(etag)) => {
                 report.pushed += 1;
                 done.pending_change = None;
                 if !done.is_deleted() {
                     done.sync_status = SyncStatus::Synced;
-                    done.provider_event_id = Some(done.event_key.clone());
+                    done.provider_event_id = done
+                        .provider_event_id
+                        .or_else(|| Some(done.event_key.clone()));
                     done.provider_etag = etag.or(done.provider_etag);
                 }
             }
@@ -204,4 +209,82 @@ pub async fn push_pending(
         }
     }
     Ok(report)
+}
+
+/// One event as its own iCalendar resource (with the time zones it uses).
+fn resource(event: &Event) -> String {
+    crate::ics::calendar(
+        "calsync",
+        std::slice::from_ref(event),
+        event.start_time,
+        event.end_time + chrono::Duration::days(1),
+    )
+}
+
+async fn push_caldav(
+    feed: &CalDavFeed,
+    collection: &str,
+    event: &Event,
+) -> Result<Outcome, ProviderError> {
+    let base = url::Url::parse(collection)
+        .map_err(|_| ProviderError::Protocol("bad collection URL".into()))?;
+    let url = base
+        .join(&event.event_key)
+        .map_err(|_| ProviderError::Protocol("bad event href".into()))?;
+    let url = feed.policy.check(url.as_str())?;
+    let auth = |request: reqwest::RequestBuilder| {
+        request.basic_auth(&feed.username, Some(feed.password.expose()))
+    };
+    let precondition = |request: reqwest::RequestBuilder| match &event.provider_etag {
+        Some(etag) => request.header("If-Match", etag),
+        None => request,
+    };
+    let put = |request: reqwest::RequestBuilder| {
+        request
+            .header("Content-Type", "text/calendar; charset=utf-8")
+            .body(resource(event))
+    };
+    let request = match event.pending_change {
+        Some(PendingChange::Create) => put(feed.http.put(url.clone())).header("If-None-Match", "*"),
+        Some(PendingChange::Update) => precondition(put(feed.http.put(url.clone()))),
+        Some(PendingChange::Delete) => precondition(feed.http.delete(url.clone())),
+        None => return Ok(Outcome::Pushed(event.provider_etag.clone())),
+    };
+    let response = auth(request).send().await.map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let etag = headers
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await.map_err(transport_error)?;
+    match (event.pending_change, status.as_u16()) {
+        (_, 200..=299) => Ok(Outcome::Pushed(etag)),
+        // The resource exists: an earlier push of this create landed.
+        (Some(PendingChange::Create), 412) => Ok(Outcome::Pushed(None)),
+        (Some(PendingChange::Delete), 404 | 410) => Ok(Outcome::Pushed(None)),
+        (_, 412) => {
+            let current = auth(feed.http.get(url))
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let etag = current
+                .headers()
+                .get(reqwest::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = current.text().await.map_err(transport_error)?;
+            let provider = crate::sync::feeds::parse_calendar_resource(&event.event_key, &text)
+                .into_iter()
+                .find_map(|c| match c {
+                    crate::sync::Change::Upsert(mut e) if e.event_key == event.event_key => {
+                        e.provider_etag = etag.clone();
+                        Some(e)
+                    }
+                    _ => None,
+                });
+            Ok(Outcome::Superseded(provider))
+        }
+        _ => Err(status_error(status, &headers, &body)),
+    }
 }

@@ -677,3 +677,126 @@ async fn a_server_without_sync_collection_is_followed_by_ctag_and_etags() {
     );
     assert_eq!(fx.event_count().await, 2);
 }
+
+#[tokio::test]
+async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
+    let fx = CalDavFixture::radicale("caldav-write-back").await;
+    fx.sync().await;
+    let (status, created) = call(
+        &fx.app,
+        send(
+            Method::POST,
+            "/v1/events",
+            &fx.user.token,
+            &json!({
+        "calendarId": fx.connection_id, "title": "Written here",
+        "start": {"dateTime": "2026-11-20T10:00:00", "timeZone": "Europe/Paris"},
+        "end": {"dateTime": "2026-11-20T11:00:00", "timeZone": "Europe/Paris"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, key) = calsync::ids::decode_event_id(&id).unwrap();
+    assert!(
+        key.starts_with("/alice/work/") && key.ends_with(".ics"),
+        "{key}"
+    );
+    let name = key
+        .trim_start_matches("/alice/work/")
+        .trim_end_matches(".ics")
+        .to_owned();
+
+    let pushed = fx.sync().await;
+    assert_eq!(pushed.write_back.pushed, 1, "{pushed:?}");
+    let resource = fx
+        .http
+        .get(format!("{}{name}.ics", fx.collection))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resource.status(), StatusCode::OK);
+    assert!(resource
+        .text()
+        .await
+        .unwrap()
+        .contains("SUMMARY:Written here"));
+    // The next sync recognises our own resource: one event, no duplicate.
+    fx.sync().await;
+    assert_eq!(
+        fx.stored().await.into_keys().collect::<Vec<_>>(),
+        ["Written here"]
+    );
+
+    let path = format!("/v1/events/{id}");
+    let (status, _) = call(
+        &fx.app,
+        send(
+            Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Renamed here"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    let text = fx
+        .http
+        .get(format!("{}{name}.ics", fx.collection))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("SUMMARY:Renamed here"), "{text}");
+
+    // Changed at the server meanwhile: our If-Match fails, the server's version wins.
+    let uid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("UID:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    fx.put(
+        &name,
+        &ics(&uid, "Changed there", "20261120T150000", 30, ""),
+    )
+    .await;
+    let (status, _) = call(
+        &fx.app,
+        send(
+            Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Changed here"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fx.sync().await.write_back.superseded, 1);
+    fx.sync().await;
+    assert_eq!(
+        fx.stored().await.into_keys().collect::<Vec<_>>(),
+        ["Changed there"]
+    );
+
+    let (status, _) = call(
+        &fx.app,
+        calsync::api::ApiRequest::new(Method::DELETE, &path).with_bearer(&fx.user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    let gone = fx
+        .http
+        .get(format!("{}{name}.ics", fx.collection))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}

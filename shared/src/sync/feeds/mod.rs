@@ -1,7 +1,7 @@
 //! Provider feeds behind one interface: fetch a page of changes, given the stored cursor (or
 //! none, for a full listing) and the page token of the listing in progress.
 
-mod caldav;
+pub(crate) mod caldav;
 pub(crate) mod google;
 mod ical;
 mod microsoft;
