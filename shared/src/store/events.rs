@@ -95,6 +95,14 @@ impl Store {
                 super::expiry::expiry_key("PURGE", &crate::ids::sha256_hex(&event.event_key)),
             ));
         }
+        if let Some(provider_id) = event
+            .provider_event_id
+            .as_ref()
+            .filter(|p| **p != event.event_key)
+        {
+            keys.push(("aliasPk", conn_pk(&event.connection_id)));
+            keys.push(("aliasSk", provider_id.clone()));
+        }
         if event.pending_change.is_some() {
             keys.push(("syncPk", conn_pk(&event.connection_id)));
             keys.push((
@@ -193,6 +201,40 @@ impl Store {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         self.write_batch(&self.events, requests).await
+    }
+
+    /// Provider id -> our key, for the connection's events whose provider assigned its own id.
+    pub async fn aliases(
+        &self,
+        connection_id: &str,
+    ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.events)
+                .index_name("byProviderId")
+                .key_condition_expression("aliasPk = :pk")
+                .expression_attribute_values(":pk", s(conn_pk(connection_id)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(page.scanned_count).unwrap_or(0));
+            for item in page.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                if let (Some(alias), Some(key)) = (text("aliasSk"), text("eventKey")) {
+                    out.insert(alias, key);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// Events of a connection waiting to be written back, oldest first (seed pattern 5).

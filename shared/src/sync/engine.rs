@@ -168,6 +168,12 @@ async fn run(
     conn: &Connection,
 ) -> Result<(SyncReport, Option<String>, Option<i64>), SyncError> {
     let mut feed = Feed::open(app, conn).await?;
+    // Events we created where the provider chose the id are stored under our key.
+    let aliases = if conn.provider == crate::model::Provider::Microsoft {
+        app.store.aliases(&conn.id).await?
+    } else {
+        std::collections::HashMap::new()
+    };
     let mut report = SyncReport::default();
     let mut cursor = conn.sync_token.clone();
     let mut refreshed = false;
@@ -209,6 +215,8 @@ async fn run(
                 }
             };
             report.pages += 1;
+            let mut page = page;
+            to_our_keys(&mut page, &aliases);
             if let Some(listing) = listing.as_mut() {
                 listing.saw(&page);
             }
@@ -269,6 +277,29 @@ pub fn retry_wait(error: &ProviderError, attempt: u32) -> StdDuration {
             retry_after: Some(after),
         } => (*after).min(MAX_RETRY_WAIT),
         _ => StdDuration::from_millis(250u64 << attempt.min(8)),
+    }
+}
+
+/// Rewrites provider ids that stand for events we created to our keys.
+fn to_our_keys(page: &mut Page, aliases: &std::collections::HashMap<String, String>) {
+    if aliases.is_empty() {
+        return;
+    }
+    for change in &mut page.changes {
+        match change {
+            Change::Upsert(event) => {
+                if let Some(ours) = aliases.get(&event.event_key) {
+                    event.provider_event_id =
+                        Some(std::mem::replace(&mut event.event_key, ours.clone()));
+                }
+            }
+            Change::Delete { key } | Change::Malformed { key, .. } => {
+                if let Some(ours) = aliases.get(key) {
+                    *key = ours.clone();
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! with the provider's ETag, and a precondition failure lets the provider's version win.
 //! CalDAV: a create is a PUT with `If-None-Match: *` to the href the event was keyed by when it
 //! was created (`<collection>/<our id>.ics`); changes and deletions carry `If-Match`.
-//! Microsoft events stay PENDING until their write-back lands (docs/decisions.md).
+//! Microsoft Graph: creates carry our key as `transactionId`; Graph's id is indexed back to our
+//! key (`byProviderId`), so its deltas find the events we made (docs/decisions.md).
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -66,7 +67,12 @@ fn google_body(event: &Event, with_id: bool) -> Value {
 }
 
 enum Outcome {
+    /// Done; the provider's new ETag and, for a create where the provider chose the id, that id.
     Pushed(Option<String>),
+    Created {
+        id: String,
+        etag: Option<String>,
+    },
     /// The provider's version, read again after a failed precondition.
     Superseded(Option<Box<Event>>),
 }
@@ -134,8 +140,7 @@ async fn push_google(
     }
 }
 
-/// Pushes the connection's pending local changes through its feed's credentials (Google and
-/// CalDAV calendars; Microsoft's wait, see the module comment).
+/// Pushes the connection's pending local changes through its feed's credentials.
 pub async fn push_pending(
     app: &App,
     conn: &Connection,
@@ -146,9 +151,10 @@ pub async fn push_pending(
         .config
         .oauth(Provider::Google)
         .map(|s| s.api_base.clone());
-    if !matches!(feed, Feed::Google(_) | Feed::CalDav(_)) {
-        return Ok(report);
-    }
+    let graph = app
+        .config
+        .oauth(Provider::Microsoft)
+        .map(|s| s.api_base.clone());
     for event in app.store.pending_events(&conn.id, PUSH_BATCH).await? {
         let expected = event.version;
         let mut done = event.clone();
@@ -157,9 +163,22 @@ pub async fn push_pending(
                 push_google(&app.http, base, &conn.calendar_id, &g.token, &event).await
             }
             (Feed::CalDav(c), _) => push_caldav(c, &conn.calendar_id, &event).await,
+            (Feed::Microsoft(m), _) => match &graph {
+                Some(base) => {
+                    push_graph(&app.http, base, &conn.calendar_id, &m.token, &event).await
+                }
+                None => continue,
+            },
             _ => continue,
         };
         match outcome {
+            Ok(Outcome::Created { id, etag }) => {
+                report.pushed += 1;
+                done.pending_change = None;
+                done.sync_status = SyncStatus::Synced;
+                done.provider_event_id = Some(id);
+                done.provider_etag = etag;
+            }
             Ok(Outcome::Pushed(etag)) => {
                 report.pushed += 1;
                 done.pending_change = None;
@@ -283,6 +302,113 @@ async fn push_caldav(
                     }
                     _ => None,
                 });
+            Ok(Outcome::Superseded(provider))
+        }
+        _ => Err(status_error(status, &headers, &body)),
+    }
+}
+
+/// Graph's event resource for a local event (times in UTC; Graph keeps the zone we name).
+fn graph_body(event: &Event) -> Value {
+    let time = |t: chrono::DateTime<chrono::Utc>| json!({ "dateTime": t.format("%Y-%m-%dT%H:%M:%S").to_string(), "timeZone": "UTC" });
+    json!({
+        "subject": event.title,
+        "body": { "contentType": "text", "content": event.description.clone().unwrap_or_default() },
+        "start": time(event.start_time),
+        "end": time(event.end_time),
+        "isAllDay": event.is_all_day,
+        "location": { "displayName": event.location.clone().unwrap_or_default() },
+        "attendees": event.attendees.iter().map(|a| json!({
+            "emailAddress": { "address": a.email, "name": a.name },
+            "type": if a.optional { "optional" } else { "required" },
+        })).collect::<Vec<_>>(),
+        "showAs": if event.transparent { "free" } else { "busy" },
+    })
+}
+
+/// Microsoft Graph: a create carries our key as `transactionId` (a retried create returns the
+/// event made the first time); Graph's id is kept as the provider id and indexed back to our key.
+async fn push_graph(
+    http: &reqwest::Client,
+    base: &str,
+    calendar: &str,
+    token: &Secret,
+    event: &Event,
+) -> Result<Outcome, ProviderError> {
+    let calendar: String = url::form_urlencoded::byte_serialize(calendar.as_bytes()).collect();
+    let item = |id: &str| {
+        format!(
+            "{base}/me/events/{}",
+            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+        )
+    };
+    let precondition = |request: reqwest::RequestBuilder| match &event.provider_etag {
+        Some(etag) => request.header("If-Match", etag),
+        None => request,
+    };
+    let provider_id = event
+        .provider_event_id
+        .as_deref()
+        .filter(|p| *p != event.event_key);
+    let request = match (event.pending_change, provider_id) {
+        (Some(PendingChange::Create), _) => {
+            let mut body = graph_body(event);
+            body["transactionId"] = json!(event.event_key);
+            http.post(format!("{base}/me/calendars/{calendar}/events"))
+                .json(&body)
+        }
+        (Some(PendingChange::Update), Some(id)) => {
+            precondition(http.patch(item(id)).json(&graph_body(event)))
+        }
+        (Some(PendingChange::Delete), Some(id)) => precondition(http.delete(item(id))),
+        // Never created at the provider: nothing to change or delete there.
+        (Some(_), None) | (None, _) => return Ok(Outcome::Pushed(event.provider_etag.clone())),
+    };
+    let response = request
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(transport_error)?;
+    let json = serde_json::from_str::<Value>(&body).ok();
+    let etag = json
+        .as_ref()
+        .and_then(|v| v["@odata.etag"].as_str().map(str::to_owned));
+    match (event.pending_change, status.as_u16()) {
+        (Some(PendingChange::Create), 200..=299) => {
+            match json.as_ref().and_then(|v| v["id"].as_str()) {
+                Some(id) => Ok(Outcome::Created {
+                    id: id.to_owned(),
+                    etag,
+                }),
+                None => Err(ProviderError::Protocol(
+                    "Graph created an event without an id".into(),
+                )),
+            }
+        }
+        (_, 200..=299) => Ok(Outcome::Pushed(etag)),
+        (Some(PendingChange::Delete), 404 | 410) => Ok(Outcome::Pushed(None)),
+        (_, 412) => {
+            let id = provider_id.unwrap_or_default();
+            let current = http
+                .get(item(id))
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(transport_error)?;
+            let text = current.text().await.map_err(transport_error)?;
+            let provider = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                match crate::sync::feeds::microsoft::to_change(&v) {
+                    crate::sync::Change::Upsert(mut e) => {
+                        e.provider_event_id =
+                            Some(std::mem::replace(&mut e.event_key, event.event_key.clone()));
+                        Some(e)
+                    }
+                    _ => None,
+                }
+            });
             Ok(Outcome::Superseded(provider))
         }
         _ => Err(status_error(status, &headers, &body)),

@@ -333,3 +333,69 @@ async fn graph_converges_under_faults_seeded() {
         want.len()
     );
 }
+
+#[tokio::test]
+async fn local_changes_are_written_back_to_graph_and_recognised_by_the_next_delta() {
+    let fx = GraphFixture::new("graph-write-back").await;
+    fx.sync().await;
+    let (status, created) = call(&fx.app, send(http::Method::POST, "/v1/events", &fx.user.token, &json!({
+        "calendarId": fx.connection_id, "title": "Written here",
+        "start": {"dateTime": "2026-12-10T10:00:00Z"}, "end": {"dateTime": "2026-12-10T11:00:00Z"}}))).await;
+    assert_eq!(status, http::StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, key) = calsync::ids::decode_event_id(&id).unwrap();
+
+    let pushed = fx.sync().await;
+    assert_eq!(pushed.write_back.pushed, 1, "{pushed:?}");
+    let stored = fx
+        .app
+        .store
+        .event(&fx.connection_id, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let graph_id = stored.provider_event_id.clone().unwrap();
+    assert_ne!(graph_id, key, "Graph chose its own id");
+    assert_eq!(
+        fx.provider().await[&graph_id],
+        ("Written here".to_owned(), "2026-12-10T10:00:00Z".to_owned())
+    );
+
+    // The next delta lists the event under Graph's id: it is recognised, not imported twice.
+    fx.sync().await;
+    let mine: Vec<String> = fx
+        .stored()
+        .await
+        .into_iter()
+        .filter(|(_, (title, _))| title.starts_with("Written") || title.starts_with("Renamed"))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(mine, std::slice::from_ref(&key));
+
+    let path = format!("/v1/events/{id}");
+    let (status, _) = call(
+        &fx.app,
+        send(
+            http::Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Renamed here"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    assert_eq!(fx.provider().await[&graph_id].0, "Renamed here");
+
+    let (status, _) = call(
+        &fx.app,
+        calsync::api::ApiRequest::new(http::Method::DELETE, &path).with_bearer(&fx.user.token),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::NO_CONTENT);
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    assert!(!fx.provider().await.contains_key(&graph_id));
+    // Its @removed arrives under Graph's id and finds our event (already deleted): no strays.
+    fx.sync().await;
+    assert!(!fx.stored().await.contains_key(&graph_id) && !fx.stored().await.contains_key(&key));
+}

@@ -79,7 +79,10 @@ async fn provisioning_creates_the_templates_keys_indexes_and_ttl() {
         .map(|i| i.index_name().unwrap().to_owned())
         .collect();
     indexes.sort();
-    assert_eq!(indexes, ["byPurge", "bySyncStatus", "byUserTime"]);
+    assert_eq!(
+        indexes,
+        ["byProviderId", "byPurge", "bySyncStatus", "byUserTime"]
+    );
     let ttl = ddb
         .describe_time_to_live()
         .table_name(&env["EVENTS_TABLE"])

@@ -117,7 +117,7 @@ fn instant(value: Option<&Value>) -> Result<chrono::DateTime<Utc>, String> {
         .ok_or_else(|| format!("{local} does not exist in {}", zone.name()))
 }
 
-fn to_change(item: &Value) -> Change {
+pub(crate) fn to_change(item: &Value) -> Change {
     let Some(id) = text(item, "/id") else {
         return Change::Malformed {
             key: "(no id)".into(),

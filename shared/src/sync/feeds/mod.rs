@@ -4,7 +4,7 @@
 pub(crate) mod caldav;
 pub(crate) mod google;
 mod ical;
-mod microsoft;
+pub(crate) mod microsoft;
 pub(crate) mod zones;
 
 use chrono::{Duration, Utc};
