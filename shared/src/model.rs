@@ -366,6 +366,9 @@ pub struct Event {
     /// The provider's version tag (ETag / changeKey), for preconditions on write-back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_etag: Option<String>,
+    /// Why the last write-back of a local change failed (it is retried with the next sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
     /// Hash of the provider's content as last stored: an unchanged event costs no write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
@@ -417,6 +420,7 @@ impl Event {
             transparent: false,
             original_start_time: None,
             provider_etag: None,
+            sync_error: None,
             fingerprint: None,
             version: 1,
         }

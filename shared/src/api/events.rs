@@ -55,6 +55,9 @@ pub struct EventDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_metadata: Option<serde_json::Value>,
     pub sync_status: SyncStatus,
+    /// Why writing this event back to its provider failed; retried with every sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
     pub is_recurring: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recurrence_rule: Option<String>,
@@ -263,6 +266,7 @@ fn dto(event: &Event, calendar: &Connection) -> EventDto {
         has_conference: event.has_conference,
         provider_metadata: event.provider_metadata.clone(),
         sync_status: event.sync_status,
+        sync_error: event.sync_error.clone(),
         is_recurring: event.is_recurring,
         recurrence_rule: event.recurrence_rule.clone(),
         parent_event_id: event.parent_event_id.clone(),

@@ -105,7 +105,8 @@ pub async fn sync_connection(
             _ => SyncOutcome::Gone,
         });
     };
-    match run(app, &lease.connection).await {
+    // Boxed: the sync is a large future, and callers may poll it on a small stack.
+    match Box::pin(run(app, &lease.connection)).await {
         Ok((report, cursor, exact_count)) => {
             let next = Utc::now() + SYNC_INTERVAL + jitter(connection_id);
             match app
@@ -239,7 +240,8 @@ async fn run(
                     // passing malformation heals. A full listing keeps its cursor either way.
                     let heal = report.malformed > 0 && !report.full;
                     // Local changes go out after the provider's came in, under the same lease.
-                    report.write_back = super::writeback::push_pending(app, conn, &feed).await?;
+                    report.write_back =
+                        Box::pin(super::writeback::push_pending(app, conn, &feed)).await?;
                     return Ok((report, new_cursor.filter(|_| !heal), exact));
                 }
             }

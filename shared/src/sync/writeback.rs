@@ -217,7 +217,11 @@ pub async fn push_pending(
                 report.failed += 1;
                 tracing::warn!(event = %event.event_key, error = %e, "write-back failed; will retry");
                 done.sync_status = SyncStatus::Failed;
+                done.sync_error = Some(e.to_string());
             }
+        }
+        if done.pending_change.is_none() {
+            done.sync_error = None;
         }
         done.version += 1;
         done.last_synced_at = Some(crate::store::Store::now());

@@ -616,8 +616,34 @@ async fn local_changes_are_written_back_once_and_a_provider_change_wins() {
     assert_eq!(fx.sync().await.write_back.pushed, 1);
     assert_eq!(fx.provider().await.keys().filter(|k| **k == key).count(), 1);
 
-    // A move through the API reaches the provider.
+    // The provider is down: the change stays pending, FAILED with the reason, and goes out
+    // with a later sync.
     let path = format!("/v1/events/{id}");
+    let (status, _) = call(
+        &fx.app,
+        send(
+            http::Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"location": "Room 1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    fx.fault(json!({"method": "PATCH", "pathPrefix": "/google/calendar/v3/calendars", "status": 500, "times": 1})).await;
+    assert_eq!(fx.sync().await.write_back.failed, 1);
+    let (_, shown) = call(&fx.app, get(&path, &fx.user.token)).await;
+    assert_eq!(shown["syncStatus"], "FAILED");
+    assert!(
+        shown["syncError"].as_str().unwrap().contains("unavailable"),
+        "{shown}"
+    );
+    assert_eq!(fx.sync().await.write_back.pushed, 1);
+    let (_, shown) = call(&fx.app, get(&path, &fx.user.token)).await;
+    assert_eq!(shown["syncStatus"], "SYNCED");
+    assert!(shown.get("syncError").is_none());
+
+    // A move through the API reaches the provider.
     let (status, _) = call(
         &fx.app,
         send(
