@@ -113,39 +113,13 @@ impl Store {
         shard: u32,
         before: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Vec<(String, String)>> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.connections)
-                .index_name("byTokenExpiry")
-                .key_condition_expression("refreshShard = :shard AND tokenExpiresAt <= :before")
-                .expression_attribute_values(":shard", s(shard.to_string()))
-                .expression_attribute_values(":before", s(key_format(before)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                let key = |name: &str, prefix: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|v| v.strip_prefix(prefix))
-                        .map(str::to_owned)
-                };
-                if let (Some(user), Some(account)) = (key("pk", "USER#"), key("sk", "ACCT#")) {
-                    found.push((user, account));
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
-        }
+        let due = super::connections::DueIndex {
+            index: "byTokenExpiry",
+            shard_attribute: "refreshShard",
+            time_attribute: "tokenExpiresAt",
+            item_prefix: "ACCT#",
+        };
+        self.due_in_shard(&due, shard, before).await
     }
 
     /// Takes the refresh lease of a connected account until `until`, unless another refresher

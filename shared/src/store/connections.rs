@@ -26,6 +26,15 @@ pub(crate) fn shard_of(connection_id: &str) -> String {
     (sum % SYNC_SHARDS).to_string()
 }
 
+/// A sharded, time-sorted index of the Connections table (sync schedule, token expiry).
+pub(crate) struct DueIndex {
+    pub index: &'static str,
+    pub shard_attribute: &'static str,
+    pub time_attribute: &'static str,
+    /// The sort-key prefix of the items it holds (`CONN#`, `ACCT#`).
+    pub item_prefix: &'static str,
+}
+
 /// What a PATCH of a calendar may change.
 #[derive(Debug, Default)]
 pub struct CalendarChanges {
@@ -230,5 +239,50 @@ impl Store {
             .await
             .map_err(StoreError::from_sdk)?;
         Ok(())
+    }
+
+    /// Items of one shard of `due` whose time is at or before `before` (user id, item id).
+    pub(crate) async fn due_in_shard(
+        &self,
+        due: &DueIndex,
+        shard: u32,
+        before: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.connections)
+                .index_name(due.index)
+                .key_condition_expression(format!(
+                    "{} = :shard AND {} <= :before",
+                    due.shard_attribute, due.time_attribute
+                ))
+                .expression_attribute_values(":shard", s(shard.to_string()))
+                .expression_attribute_values(":before", s(key_format(before)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(page.scanned_count).unwrap_or(0));
+            for item in page.items.unwrap_or_default() {
+                let key = |name: &str, prefix: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|v| v.strip_prefix(prefix))
+                        .map(str::to_owned)
+                };
+                if let (Some(user), Some(id)) = (key("pk", "USER#"), key("sk", due.item_prefix)) {
+                    found.push((user, id));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
     }
 }

@@ -284,39 +284,13 @@ impl Store {
         shard: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, String)>> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.connections)
-                .index_name("bySyncDue")
-                .key_condition_expression("syncShard = :shard AND nextSyncAt <= :now")
-                .expression_attribute_values(":shard", s(shard.to_string()))
-                .expression_attribute_values(":now", s(key_format(now)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                let key = |name: &str, prefix: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|v| v.strip_prefix(prefix))
-                        .map(str::to_owned)
-                };
-                if let (Some(user), Some(conn)) = (key("pk", "USER#"), key("sk", "CONN#")) {
-                    found.push((user, conn));
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
-        }
+        let due = super::connections::DueIndex {
+            index: "bySyncDue",
+            shard_attribute: "syncShard",
+            time_attribute: "nextSyncAt",
+            item_prefix: "CONN#",
+        };
+        self.due_in_shard(&due, shard, now).await
     }
 
     /// Moves a due connection's next sync forward, if it is still due; false when another

@@ -222,3 +222,31 @@ pub fn error_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
+
+/// The live events stored for a calendar: key -> (title, start in UTC).
+pub async fn stored_events(
+    app: &App,
+    connection_id: &str,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let keys: Vec<String> = app
+        .store
+        .stored_keys(connection_id, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.live)
+        .map(|k| k.event_key)
+        .collect();
+    app.store
+        .events_by_keys(connection_id, &keys)
+        .await
+        .unwrap()
+        .into_values()
+        .map(|e| {
+            (
+                e.event_key.clone(),
+                (e.title, calsync::time::key_format(e.start_time)),
+            )
+        })
+        .collect()
+}

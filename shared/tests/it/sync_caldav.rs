@@ -459,29 +459,7 @@ fn expected(
 }
 
 async fn stored_by_key(fx: &CalDavFixture) -> BTreeMap<String, (String, String)> {
-    let keys: Vec<String> = fx
-        .app
-        .store
-        .stored_keys(&fx.connection_id, "")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|k| k.live)
-        .map(|k| k.event_key)
-        .collect();
-    fx.app
-        .store
-        .events_by_keys(&fx.connection_id, &keys)
-        .await
-        .unwrap()
-        .into_values()
-        .map(|e| {
-            (
-                e.event_key.clone(),
-                (e.title, calsync::time::key_format(e.start_time)),
-            )
-        })
-        .collect()
+    stored_events(&fx.app, &fx.connection_id).await
 }
 
 #[tokio::test]

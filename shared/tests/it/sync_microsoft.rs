@@ -146,24 +146,7 @@ impl GraphFixture {
     }
 
     async fn stored(&self) -> BTreeMap<String, (String, String)> {
-        let keys: Vec<String> = self
-            .app
-            .store
-            .stored_keys(&self.connection_id, "")
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|k| k.live)
-            .map(|k| k.event_key)
-            .collect();
-        self.app
-            .store
-            .events_by_keys(&self.connection_id, &keys)
-            .await
-            .unwrap()
-            .into_values()
-            .map(|e| (e.event_key.clone(), (e.title, key_format(e.start_time))))
-            .collect()
+        stored_events(&self.app, &self.connection_id).await
     }
 }
 
