@@ -42,6 +42,8 @@ pub struct SyncReport {
     pub write_back: super::writeback::PushReport,
     /// A full listing came back empty although events were stored: nothing was deleted.
     pub suspicious_empty: bool,
+    /// Series whose rule we cannot expand: kept as they are (shown at their first start).
+    pub invalid_rules: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -325,6 +327,15 @@ async fn refresh_credentials(app: &App, conn: &Connection) -> Result<(), SyncErr
     Ok(())
 }
 
+/// Whether a series' rule can be expanded (a provider may send one we cannot read).
+fn rule_expands(event: &Event) -> bool {
+    let zone = event.timezone.as_deref().and_then(|z| z.parse().ok());
+    let all_day = event.is_all_day.then_some(event.start_date).flatten();
+    event.recurrence_rule.as_deref().is_some_and(|lines| {
+        crate::recurrence::Rule::parse(event.start_time, zone, all_day, lines).is_ok()
+    })
+}
+
 /// A stable hash of what the provider said, so an unchanged event costs no write.
 fn fingerprint(event: &Event) -> String {
     let mut content = event.clone();
@@ -384,6 +395,10 @@ async fn apply(
                 let mut event = *event;
                 event.user_id = conn.user_id.clone();
                 event.connection_id = conn.id.clone();
+                if event.is_recurring && !rule_expands(&event) {
+                    report.invalid_rules += 1;
+                    tracing::warn!(connection = %conn.id, event = %event.event_key, "recurrence rule kept but not expandable");
+                }
                 let print = fingerprint(&event);
                 match stored.get(&event.event_key) {
                     Some(old) if old.pending_change.is_some() => {
@@ -547,6 +562,12 @@ mod tests {
         assert_eq!(retry_wait(&limited(3), 1), StdDuration::from_secs(3));
         assert_eq!(retry_wait(&limited(3600), 1), MAX_RETRY_WAIT);
         let unavailable = ProviderError::Unavailable("HTTP 500".into());
+        let mut series = Event::new("u", "c", "k", "t", (Utc::now(), Utc::now()), Utc::now());
+        series.is_recurring = true;
+        series.recurrence_rule = Some("RRULE:FREQ=WEEKLY;BYDAY=MO".into());
+        assert!(rule_expands(&series));
+        series.recurrence_rule = Some("RRULE:FREQ=WEEKLY;BYDAY=XX".into());
+        assert!(!rule_expands(&series), "kept, but counted as invalid");
         assert_eq!(retry_wait(&unavailable, 1), StdDuration::from_millis(500));
         assert_eq!(retry_wait(&unavailable, 3), StdDuration::from_secs(2));
     }
