@@ -374,6 +374,9 @@ pub struct Event {
     pub fingerprint: Option<String>,
     /// Incremented by every write; writes are conditional on the version they read.
     pub version: u64,
+    /// Computed from a series for a query, never stored.
+    #[serde(skip)]
+    pub is_occurrence: bool,
 }
 
 impl Event {
@@ -423,6 +426,7 @@ impl Event {
             sync_error: None,
             fingerprint: None,
             version: 1,
+            is_occurrence: false,
         }
     }
 

@@ -208,6 +208,7 @@ pub fn occurrences(
             let mut occurrence = master.clone();
             occurrence.event_key = format!("{}@{}", master.event_key, key_format(start));
             occurrence.parent_event_id = Some(master.event_key.clone());
+            occurrence.is_occurrence = true;
             occurrence.original_start_time = Some(start);
             occurrence.start_time = start;
             occurrence.end_time = start + length;

@@ -495,6 +495,17 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
     })
 }
 
+/// One occurrence of a series cannot be changed on its own yet: the series can.
+fn editable(event: &Event) -> ApiResult<()> {
+    if event.is_occurrence {
+        return Err(ApiError::bad_request(
+            "occurrence_not_editable",
+            "this is one occurrence of a recurring event; change or delete the series (recurringEventId)",
+        ));
+    }
+    Ok(())
+}
+
 /// Maps a failed event transaction (event put, calendar check, audit) to what the client did wrong.
 fn write_error(err: StoreError) -> ApiError {
     if err.failed_condition_at(0) {
@@ -578,6 +589,7 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     let user_id = app.authenticate(req).await?;
     let body: UpdateEventRequest = json_body(req)?;
     let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    editable(&event)?;
     let expected_version = event.version;
     if body.start.is_some() || body.end.is_some() {
         let current = Schedule::of(&event);
@@ -621,6 +633,7 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
 pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;
     let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    editable(&event)?;
     let expected_version = event.version;
     let now = Store::now();
     // Nothing to delete at the provider if the event never reached it.

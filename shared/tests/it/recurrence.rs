@@ -61,6 +61,31 @@ async fn a_weekly_series_stays_at_nine_new_york_time_across_dst() {
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["start"]["dateTime"], "2026-03-09T09:00:00-04:00");
 
+    let (status, body) = call(
+        &app,
+        send(
+            Method::PATCH,
+            &format!("/v1/events/{id}"),
+            &user.token,
+            &json!({"title": "x"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "occurrence_not_editable")
+    );
+    let (status, body) = call(
+        &app,
+        calsync::api::ApiRequest::new(Method::DELETE, &format!("/v1/events/{id}"))
+            .with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "occurrence_not_editable")
+    );
+
     let path = format!("/v1/events/{}/instances", series["id"].as_str().unwrap());
     let (status, instances) = call(
         &app,
