@@ -131,34 +131,16 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Option<Lease>> {
-        let owner = crate::ids::new_id();
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(account_sk(account_id)))
-            .condition_expression(
-                "attribute_exists(pk) AND isConnected = :true AND \
-                 (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
-            )
-            .update_expression("SET leaseUntil = :until, leaseOwner = :owner")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", s(key_format(now)))
-            .expression_attribute_values(":until", s(key_format(until)))
-            .expression_attribute_values(":owner", s(owner.clone()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result.map_err(StoreError::from_sdk) {
-            Ok(out) => Ok(Some(Lease {
-                owner,
-                account: from_item(out.attributes.unwrap_or_default())?,
-            })),
-            Err(StoreError::ConditionFailed) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let spec = super::connections::LeaseSpec {
+            sk: account_sk(account_id),
+            until_attribute: "leaseUntil",
+            owner_attribute: "leaseOwner",
+            condition: "isConnected = :true",
+        };
+        self.take_lease(user_id, &spec, now, until)
+            .await?
+            .map(|(owner, item)| from_item(item).map(|account| Lease { owner, account }))
+            .transpose()
     }
 
     /// Writes the account as the lease holder left it (releasing the lease), and, when it is no

@@ -35,6 +35,16 @@ pub(crate) struct DueIndex {
     pub item_prefix: &'static str,
 }
 
+/// A lease on one item of the user's partition (a sync, a token refresh): taken with a
+/// conditional update, so of two takers only one holds it; it lapses at `until`.
+pub(crate) struct LeaseSpec {
+    pub sk: String,
+    pub until_attribute: &'static str,
+    pub owner_attribute: &'static str,
+    /// What else must hold (uses `:true`).
+    pub condition: &'static str,
+}
+
 /// What a PATCH of a calendar may change.
 #[derive(Debug, Default)]
 pub struct CalendarChanges {
@@ -283,6 +293,48 @@ impl Store {
             if start.is_none() {
                 return Ok(found);
             }
+        }
+    }
+
+    /// Takes the lease unless another holder's has not lapsed; returns the owner id and the item.
+    pub(crate) async fn take_lease(
+        &self,
+        user_id: &str,
+        spec: &LeaseSpec,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, Item)>> {
+        let owner = crate::ids::new_id();
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(spec.sk.clone()))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND {} AND (attribute_not_exists({until}) OR {until} < :now)",
+                spec.condition,
+                until = spec.until_attribute
+            ))
+            .update_expression(format!(
+                "SET {} = :until, {} = :owner",
+                spec.until_attribute, spec.owner_attribute
+            ))
+            .expression_attribute_values(
+                ":true",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
+            .expression_attribute_values(":now", s(key_format(now)))
+            .expression_attribute_values(":until", s(key_format(until)))
+            .expression_attribute_values(":owner", s(owner.clone()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result.map_err(StoreError::from_sdk) {
+            Ok(out) => Ok(Some((owner, out.attributes.unwrap_or_default()))),
+            Err(StoreError::ConditionFailed) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use chrono::{DateTime, Utc};
 
 use super::connections::{conn_sk, user_pk};
@@ -152,34 +152,16 @@ impl Store {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Option<SyncLease>> {
-        let owner = crate::ids::new_id();
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(connection_id)))
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND isConnected = :true AND \
-                 (attribute_not_exists(syncLeaseUntil) OR syncLeaseUntil < :now)",
-            )
-            .update_expression("SET syncLeaseUntil = :until, syncLeaseOwner = :owner")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", s(key_format(now)))
-            .expression_attribute_values(":until", s(key_format(until)))
-            .expression_attribute_values(":owner", s(owner.clone()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result.map_err(StoreError::from_sdk) {
-            Ok(out) => Ok(Some(SyncLease {
-                owner,
-                connection: from_item(out.attributes.unwrap_or_default())?,
-            })),
-            Err(StoreError::ConditionFailed) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let spec = super::connections::LeaseSpec {
+            sk: conn_sk(connection_id),
+            until_attribute: "syncLeaseUntil",
+            owner_attribute: "syncLeaseOwner",
+            condition: "attribute_not_exists(deletedAt) AND isConnected = :true",
+        };
+        self.take_lease(user_id, &spec, now, until)
+            .await?
+            .map(|(owner, item)| from_item(item).map(|connection| SyncLease { owner, connection }))
+            .transpose()
     }
 
     /// Ends a sync: stores the cursor (only after every page before it was written), the next
