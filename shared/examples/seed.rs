@@ -18,14 +18,6 @@ use serde_json::json;
 const EMAIL: &str = "demo@calsync.dev";
 const PASSWORD: &str = "demo-password";
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 /// The functions' environment that `make dev` wrote (table names).
 fn dev_config() -> Result<Config, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(".dev/functions.env")
@@ -110,7 +102,9 @@ fn connection(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let endpoint = arg("--endpoint").unwrap_or_else(|| "http://127.0.0.1:4566".into());
+    let endpoint =
+        calsync_devstack::http_relay::arg(&std::env::args().collect::<Vec<_>>(), "--endpoint")
+            .unwrap_or_else(|| "http://127.0.0.1:4566".into());
     let config = dev_config()?;
     let sdk = calsync_devstack::local_sdk_config(&endpoint).await;
     let app = App::new(&sdk, config);

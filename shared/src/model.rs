@@ -95,6 +95,17 @@ pub enum ConnectionStatus {
     Error,
 }
 
+impl ConnectionStatus {
+    /// The stored and shown form (`active`, `reauthorization_required`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::ReauthorizationRequired => "reauthorization_required",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// One connected provider calendar (the seed's CalendarConnection).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

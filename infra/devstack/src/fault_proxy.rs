@@ -149,28 +149,16 @@ impl FaultProxy {
                 hyper::StatusCode::from_u16(refusal.status).unwrap_or(hyper::StatusCode::FORBIDDEN);
             return response;
         }
-        let mut forward = client
-            .request(parts.method, format!("{upstream}{path}"))
-            .body(body);
-        for (name, value) in &parts.headers {
-            if name != "host" && name != "content-length" {
-                forward = forward.header(name, value);
-            }
-        }
-        match forward.send().await {
-            Ok(answer) => {
-                let status = answer.status();
-                let headers = answer.headers().clone();
-                let bytes = answer.bytes().await.unwrap_or_default();
-                let mut response = Response::new(Full::new(bytes));
-                *response.status_mut() = status;
-                for (name, value) in &headers {
-                    if name != "content-length" && name != "transfer-encoding" {
-                        response.headers_mut().insert(name, value.clone());
-                    }
-                }
-                response
-            }
+        match crate::http_relay::relay(
+            client,
+            parts.method,
+            &format!("{upstream}{path}"),
+            &parts.headers,
+            body,
+        )
+        .await
+        {
+            Ok(response) => response,
             Err(_) => {
                 let mut response =
                     Response::new(Full::new(Bytes::from_static(b"upstream unreachable")));

@@ -4,6 +4,7 @@
 
 pub mod emulator;
 pub mod fault_proxy;
+pub mod http_relay;
 pub mod peer;
 pub mod provision;
 pub mod recurrence_corpus;

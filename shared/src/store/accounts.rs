@@ -85,7 +85,10 @@ impl Store {
             .expression_attribute_values(":color", s(conn.calendar_color.clone()))
             .expression_attribute_values(":primary", AttributeValue::Bool(conn.is_primary))
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(
+                ":active",
+                s(crate::model::ConnectionStatus::Active.as_str()),
+            )
             .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":shard", s(shard_of(&conn.id)))
@@ -175,7 +178,7 @@ impl Store {
                     )
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(":false", AttributeValue::Bool(false))
-                    .expression_attribute_values(":status", to_status(account))
+                    .expression_attribute_values(":status", s(account.status.as_str()))
                     .expression_attribute_values(":error", s(account.last_error.clone().unwrap_or_default()))
                     .build()
                     .map_err(build)?;
@@ -189,13 +192,6 @@ impl Store {
             Err(e) if e.failed_condition_at(0) => Err(StoreError::ConditionFailed),
             other => other,
         }
-    }
-}
-
-fn to_status(account: &ProviderAccount) -> AttributeValue {
-    match serde_json::to_value(account.status) {
-        Ok(serde_json::Value::String(status)) => s(status),
-        _ => s("error"),
     }
 }
 

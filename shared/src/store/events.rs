@@ -387,10 +387,4 @@ impl Store {
             .collect();
         Ok(crate::recurrence::occurrences(master, &replaced, range))
     }
-
-    /// A timestamp for callers that need "now" consistently with stored instants.
-    pub fn now() -> chrono::DateTime<Utc> {
-        use chrono::SubsecRound;
-        Utc::now().trunc_subsecs(0)
-    }
 }

@@ -149,6 +149,13 @@ impl Store {
         }
     }
 
+    /// "Now" at the precision instants are stored with (whole seconds), so a value written and
+    /// read back compares equal.
+    pub fn now() -> chrono::DateTime<chrono::Utc> {
+        use chrono::SubsecRound;
+        chrono::Utc::now().trunc_subsecs(0)
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
     }

@@ -193,7 +193,10 @@ impl Store {
             .expression_attribute_values(":owner", s(lease.owner.clone()))
             .expression_attribute_values(":now", s(key_format(now)))
             .expression_attribute_values(":next", s(key_format(next_sync_at)))
-            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(
+                ":active",
+                s(crate::model::ConnectionStatus::Active.as_str()),
+            )
             .expression_attribute_values(":zero", n(0));
         match cursor {
             Some(cursor) => {
@@ -229,10 +232,6 @@ impl Store {
         audit: &crate::model::AuditEntry,
     ) -> StoreResult<()> {
         use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-        let status = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "error".into());
         let conn = &lease.connection;
         let update = Update::builder()
             .table_name(&self.connections)
@@ -247,7 +246,7 @@ impl Store {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", s(lease.owner.clone()))
             .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":status", s(status))
+            .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":next", s(key_format(next_sync_at)))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))

@@ -6,15 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use calsync_devstack::http_relay::arg;
 use calsync_devstack::local_sdk_config;
 use serde_json::{json, Value};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 struct Schedule {
     function: &'static str,

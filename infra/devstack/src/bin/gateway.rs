@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use calsync_devstack::http_relay::{arg, relay};
 use calsync_devstack::template::{path_matches, HttpRoute, Template};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -20,13 +21,6 @@ struct Gateway {
     routes: Vec<HttpRoute>,
     upstream: String,
     client: reqwest::Client,
-}
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
 }
 
 fn json_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
@@ -64,26 +58,8 @@ impl Gateway {
                 return json_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
             }
         };
-        let mut forward = self.client.request(parts.method, &url).body(body);
-        for (name, value) in &parts.headers {
-            if name != "host" && name != "content-length" {
-                forward = forward.header(name, value);
-            }
-        }
-        match forward.send().await {
-            Ok(upstream) => {
-                let status = upstream.status();
-                let headers = upstream.headers().clone();
-                let bytes = upstream.bytes().await.unwrap_or_default();
-                let mut response = Response::new(Full::new(bytes));
-                *response.status_mut() = status;
-                for (name, value) in &headers {
-                    if name != "content-length" && name != "transfer-encoding" {
-                        response.headers_mut().insert(name, value.clone());
-                    }
-                }
-                response
-            }
+        match relay(&self.client, parts.method, &url, &parts.headers, body).await {
+            Ok(response) => response,
             Err(e) => {
                 eprintln!("gateway: {method} {path} -> {url}: {e}");
                 json_response(

@@ -4,14 +4,8 @@
 
 use std::path::PathBuf;
 
+use calsync_devstack::http_relay::arg;
 use calsync_devstack::{local_sdk_config, provision::provision, template::Template};
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -113,14 +113,6 @@ impl Feed {
         })
     }
 
-    /// The access token of a Google feed (write-back uses it).
-    pub fn google_token(&self) -> Option<&Secret> {
-        match self {
-            Self::Google(feed) => Some(&feed.token),
-            _ => None,
-        }
-    }
-
     /// The window a full listing covers (`None`: the whole calendar).
     pub fn window(&self) -> Option<TimeRange> {
         match self {
