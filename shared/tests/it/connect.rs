@@ -1,8 +1,6 @@
 //! Connecting calendars: sealed secrets, OAuth against a real authorization server
 //! (oidc-provider), CalDAV discovery against Radicale and Xandikos, token refresh, cleanup.
 
-use std::time::Duration as StdDuration;
-
 use calsync::api::ApiRequest;
 use calsync::crypto::{CryptoError, Secret, SecretContext, TokenCipher};
 use calsync::ids;
@@ -644,7 +642,6 @@ async fn cleanup_deletes_expired_sessions_and_expired_or_consumed_states_only() 
         call(&app, get("/v1/me", &user.token)).await.0,
         StatusCode::OK
     );
-    let _ = StdDuration::ZERO;
 }
 
 #[tokio::test]

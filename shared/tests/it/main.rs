@@ -4,6 +4,7 @@
 mod accounts;
 mod calendars;
 mod connect;
+mod emulated;
 mod events;
 mod ics_feed;
 

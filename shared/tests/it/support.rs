@@ -250,3 +250,30 @@ pub async fn stored_events(
         })
         .collect()
 }
+
+/// Delivers the same scheduled-sync request twice in one SQS batch, as SQS's at-least-once
+/// delivery may; both must succeed (the second finds nothing to do or waits out the lease).
+pub async fn deliver_twice(app: &App, user_id: &str, connection_id: &str) {
+    let body = json!({"userId": user_id, "connectionId": connection_id, "reason": "scheduled"})
+        .to_string();
+    let event: calsync::sync::worker::SqsEvent = serde_json::from_value(json!({"Records": [
+        {"messageId": "m1", "body": body}, {"messageId": "m2", "body": body}]}))
+    .expect("an SQS event");
+    let response = calsync::sync::worker::handle(app, event).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+}
+
+/// Two workers sync one connection at once: one syncs, the other finds the lease held or
+/// nothing left to do; neither fails.
+pub async fn sync_concurrently(app: &App, user_id: &str, connection_id: &str, step: usize) {
+    use calsync::sync::engine::{sync_connection, SyncOutcome};
+    let (a, b) = tokio::join!(
+        sync_connection(app, user_id, connection_id),
+        sync_connection(app, user_id, connection_id)
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert!(
+        outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
+        "step {step}: {outcomes:?}"
+    );
+}

@@ -568,28 +568,14 @@ async fn caldav_converges_under_faults_seeded() {
                     _ => {}
                 }
                 // Two workers on one calendar: one syncs, the other finds the lease held.
-                let (a, b) = tokio::join!(
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
-                );
-                let outcomes = [a.unwrap(), b.unwrap()];
-                assert!(
-                    outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
-                    "step {step}: {outcomes:?}"
-                );
+                sync_concurrently(&fx.app, &fx.user.id, &fx.connection_id, step).await;
             }
         }
     }
     // A duplicate delivery of the same request through the worker changes nothing.
-    let message =
-        json!({"userId": fx.user.id, "connectionId": fx.connection_id, "reason": "scheduled"})
-            .to_string();
-    let event: calsync::sync::worker::SqsEvent = serde_json::from_value(json!({"Records": [
-        {"messageId": "m1", "body": message}, {"messageId": "m2", "body": message}]}))
-    .unwrap();
-    let response = calsync::sync::worker::handle(&fx.app, event).await;
-    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    deliver_twice(&fx.app, &fx.user.id, &fx.connection_id).await;
     fx.sync().await;
+
     let want = expected(&collection_path, &model);
     let have = stored_by_key(&fx).await;
     assert_eq!(have, want, "seed={seed}: the store must equal the provider");

@@ -4,23 +4,21 @@
 
 use std::collections::BTreeMap;
 
-use calsync::api::App;
-use calsync::sync::engine::{sync_connection, SyncOutcome, SyncReport};
-use calsync_provider_emulator::EmulatorHandle;
+use calsync::sync::engine::sync_connection;
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use crate::oauth_flow::{callback, consent, setup_with};
+use crate::emulated::EmulatedCalendar;
 use crate::support::*;
 use crate::sync_caldav::{seed, Rng};
 
-struct GoogleFixture {
-    emulator: EmulatorHandle,
-    app: App,
-    user: TestUser,
-    connection_id: String,
-    calendar_path: String,
-    http: reqwest::Client,
+struct GoogleFixture(EmulatedCalendar);
+
+impl std::ops::Deref for GoogleFixture {
+    type Target = EmulatedCalendar;
+    fn deref(&self) -> &EmulatedCalendar {
+        &self.0
+    }
 }
 
 impl GoogleFixture {
@@ -29,80 +27,11 @@ impl GoogleFixture {
     }
 
     async fn with(tag: &str, extra: &[(&'static str, String)]) -> Self {
-        let (emulator, app, user) = setup_with(tag, extra).await;
-        let query = consent(&app, &user, "google").await;
-        assert!(callback(&app, "google", &query)
-            .await
-            .contains("status=connected"));
-        let primary = app
-            .store
-            .connections(&user.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.is_primary)
-            .unwrap();
-        Self {
-            calendar_path: url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes())
-                .collect(),
-            connection_id: primary.id,
-            emulator,
-            app,
-            user,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn admin(&self, rest: &str) -> String {
-        format!(
-            "{}/admin/google/calendars/{}{rest}",
-            self.emulator.base_url, self.calendar_path
-        )
+        Self(EmulatedCalendar::connect(tag, "google", extra).await)
     }
 
     async fn put(&self, id: &str, event: Value) {
-        let response = self
-            .http
-            .put(self.admin(&format!("/events/{id}")))
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "PUT {id}: {}",
-            response.text().await.unwrap()
-        );
-    }
-
-    async fn delete(&self, id: &str) {
-        let response = self
-            .http
-            .delete(self.admin(&format!("/events/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "DELETE {id}");
-    }
-
-    async fn fault(&self, fault: Value) {
-        let response = self
-            .http
-            .post(format!("{}/admin/faults", self.emulator.base_url))
-            .json(&fault)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-    }
-
-    async fn settings(&self, settings: Value) {
-        self.http
-            .put(format!("{}/admin/settings", self.emulator.base_url))
-            .json(&settings)
-            .send()
-            .await
-            .unwrap();
+        self.put_at(&format!("/events/{id}"), event).await;
     }
 
     async fn invalidate_cursor(&self) {
@@ -113,25 +42,9 @@ impl GoogleFixture {
             .unwrap();
     }
 
-    async fn sync(&self) -> SyncReport {
-        match sync_connection(&self.app, &self.user.id, &self.connection_id).await {
-            Ok(SyncOutcome::Synced(report)) => report,
-            other => panic!("sync: {other:?}"),
-        }
-    }
-
     /// The provider's events: id -> (title, start UTC).
     async fn provider(&self) -> BTreeMap<String, (String, String)> {
-        let truth: Value = self
-            .http
-            .get(self.admin("/events"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        truth["items"]
+        self.provider_listing("/events").await["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -146,20 +59,6 @@ impl GoogleFixture {
                 (e["id"].as_str().unwrap().to_owned(), (title, start))
             })
             .collect()
-    }
-
-    async fn stored(&self) -> BTreeMap<String, (String, String)> {
-        stored_events(&self.app, &self.connection_id).await
-    }
-
-    async fn event_count(&self) -> i64 {
-        self.app
-            .store
-            .connection(&self.user.id, &self.connection_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .event_count
     }
 }
 
@@ -360,29 +259,14 @@ async fn google_converges_under_faults_seeded() {
                     3 => fx.invalidate_cursor().await,
                     _ => fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "delayMs": 2500, "times": 1})).await,
                 }
-                let (a, b) = tokio::join!(
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
-                );
-                let outcomes = [a.unwrap(), b.unwrap()];
-                assert!(
-                    outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
-                    "step {step}: {outcomes:?}"
-                );
+                sync_concurrently(&fx.app, &fx.user.id, &fx.connection_id, step).await;
             }
         }
     }
-    let message =
-        json!({"userId": fx.user.id, "connectionId": fx.connection_id, "reason": "scheduled"})
-            .to_string();
-    let event: calsync::sync::worker::SqsEvent = serde_json::from_value(json!({"Records": [
-        {"messageId": "m2", "body": message}, {"messageId": "m1", "body": message}]}))
-    .unwrap();
-    assert!(calsync::sync::worker::handle(&fx.app, event)
-        .await
-        .batch_item_failures
-        .is_empty());
+    // A duplicate delivery of the same request through the worker changes nothing.
+    deliver_twice(&fx.app, &fx.user.id, &fx.connection_id).await;
     fx.sync().await;
+
     let (want, have) = (fx.provider().await, fx.stored().await);
     assert_eq!(have, want, "seed={seed}: the store must equal the provider");
     assert_eq!(

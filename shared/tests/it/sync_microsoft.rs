@@ -4,126 +4,42 @@
 
 use std::collections::BTreeMap;
 
-use calsync::api::App;
-use calsync::sync::engine::{sync_connection, SyncOutcome, SyncReport};
 use calsync::sync::feeds::graph_window;
 use calsync::time::key_format;
-use calsync_provider_emulator::EmulatorHandle;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::oauth_flow::{callback, consent, setup_with};
+use crate::emulated::EmulatedCalendar;
 use crate::support::*;
 use crate::sync_caldav::{seed, Rng};
 
-struct GraphFixture {
-    emulator: EmulatorHandle,
-    app: App,
-    user: TestUser,
-    connection_id: String,
-    calendar_path: String,
-    http: reqwest::Client,
+struct GraphFixture(EmulatedCalendar);
+
+impl std::ops::Deref for GraphFixture {
+    type Target = EmulatedCalendar;
+    fn deref(&self) -> &EmulatedCalendar {
+        &self.0
+    }
 }
 
 impl GraphFixture {
     async fn new(tag: &str) -> Self {
         // Provider calls time out after 1.5 s, so a delayed answer is a real timeout.
-        let (emulator, app, user) =
-            setup_with(tag, &[("PROVIDER_TIMEOUT_MS", "1500".into())]).await;
-        let query = consent(&app, &user, "microsoft").await;
-        assert!(callback(&app, "microsoft", &query)
-            .await
-            .contains("status=connected"));
-        let primary = app
-            .store
-            .connections(&user.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.is_primary)
-            .unwrap();
-        Self {
-            calendar_path: url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes())
-                .collect(),
-            connection_id: primary.id,
-            emulator,
-            app,
-            user,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn admin(&self, rest: &str) -> String {
-        format!(
-            "{}/admin/microsoft/calendars/{}{rest}",
-            self.emulator.base_url, self.calendar_path
-        )
-    }
-
-    async fn put(&self, path: &str, event: Value) {
-        let response = self
-            .http
-            .put(self.admin(path))
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "PUT {path}: {}",
-            response.text().await.unwrap()
-        );
-    }
-
-    async fn delete(&self, id: &str) {
-        let response = self
-            .http
-            .delete(self.admin(&format!("/events/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "DELETE {id}: {}",
-            response.status()
-        );
-    }
-
-    async fn fault(&self, fault: Value) {
-        self.http
-            .post(format!("{}/admin/faults", self.emulator.base_url))
-            .json(&fault)
-            .send()
-            .await
-            .unwrap();
-    }
-
-    async fn sync(&self) -> SyncReport {
-        match sync_connection(&self.app, &self.user.id, &self.connection_id).await {
-            Ok(SyncOutcome::Synced(report)) => report,
-            other => panic!("sync: {other:?}"),
-        }
+        let extra = [("PROVIDER_TIMEOUT_MS", "1500".into())];
+        Self(EmulatedCalendar::connect(tag, "microsoft", &extra).await)
     }
 
     /// The provider's instances in our window: id -> (subject, start UTC).
     async fn provider(&self) -> BTreeMap<String, (String, String)> {
         let window = graph_window();
-        let url = format!(
-            "{}?startDateTime={}&endDateTime={}",
-            self.admin("/events"),
-            key_format(window.start),
-            key_format(window.end)
-        );
-        let truth: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        truth["value"]
+        let listing = self
+            .provider_listing(&format!(
+                "/events?startDateTime={}&endDateTime={}",
+                key_format(window.start),
+                key_format(window.end)
+            ))
+            .await;
+        listing["value"]
             .as_array()
             .unwrap()
             .iter()
@@ -144,10 +60,6 @@ impl GraphFixture {
             })
             .collect()
     }
-
-    async fn stored(&self) -> BTreeMap<String, (String, String)> {
-        stored_events(&self.app, &self.connection_id).await
-    }
 }
 
 fn local_event(subject: &str, start: &str, end: &str, zone: &str) -> Value {
@@ -157,7 +69,7 @@ fn local_event(subject: &str, start: &str, end: &str, zone: &str) -> Value {
 #[tokio::test]
 async fn graph_delta_sync_follows_removals_windows_zones_and_a_lost_token() {
     let fx = GraphFixture::new("graph-sync").await;
-    fx.put(
+    fx.put_at(
         "/events/pst01",
         local_event(
             "Pacific",
@@ -192,7 +104,7 @@ async fn graph_delta_sync_follows_removals_windows_zones_and_a_lost_token() {
         .find(|k| k != "pst01")
         .unwrap();
     fx.delete(&victim).await;
-    fx.put(
+    fx.put_at(
         "/events/pst01",
         local_event(
             "Pacific",
@@ -211,7 +123,7 @@ async fn graph_delta_sync_follows_removals_windows_zones_and_a_lost_token() {
         .send()
         .await
         .unwrap();
-    fx.put(
+    fx.put_at(
         "/events/late01",
         local_event("Late", "2026-12-04T09:00:00", "2026-12-04T09:30:00", "UTC"),
     )
@@ -252,7 +164,7 @@ async fn graph_converges_under_faults_seeded() {
             0 | 1 => {
                 let id = format!("conv{step:03}");
                 let (start, end) = slot(&mut rng);
-                fx.put(
+                fx.put_at(
                     &format!("/events/{id}"),
                     local_event(
                         &format!("Event {step}"),
@@ -267,7 +179,7 @@ async fn graph_converges_under_faults_seeded() {
             2 | 3 => {
                 if let Some(id) = pick(&mut rng, &ids) {
                     let (start, end) = slot(&mut rng);
-                    fx.put(
+                    fx.put_at(
                         &format!("/events/{id}"),
                         local_event(
                             &format!("Changed {step}"),
@@ -296,23 +208,23 @@ async fn graph_converges_under_faults_seeded() {
                     }
                     _ => fx.fault(json!({"pathPrefix": "/microsoft/v1.0/me", "delayMs": 2500, "times": 1})).await,
                 }
-                let (a, b) = tokio::join!(
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id),
-                    sync_connection(&fx.app, &fx.user.id, &fx.connection_id)
-                );
-                let outcomes = [a.unwrap(), b.unwrap()];
-                assert!(
-                    outcomes.iter().any(|o| matches!(o, SyncOutcome::Synced(_))),
-                    "step {step}: {outcomes:?}"
-                );
+                sync_concurrently(&fx.app, &fx.user.id, &fx.connection_id, step).await;
             }
         }
     }
+    // A duplicate delivery of the same request through the worker changes nothing.
+    deliver_twice(&fx.app, &fx.user.id, &fx.connection_id).await;
     fx.sync().await;
     let (want, have) = (fx.provider().await, fx.stored().await);
     assert_eq!(have, want, "seed={seed}: the store must equal the provider");
+    assert_eq!(
+        fx.event_count().await as usize,
+        want.len(),
+        "seed={seed}: exact count"
+    );
     println!(
-        "graph convergence: {} events, {faults} fault rounds",
+        "graph convergence
+: {} events, {faults} fault rounds",
         want.len()
     );
 }
