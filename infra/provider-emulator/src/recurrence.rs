@@ -571,18 +571,18 @@ mod tests {
         Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap()
     }
 
+    /// The local dates of a rule's occurrences from `start` on.
+    fn dates(rule: &Rule, start: NaiveDateTime, zone: Tz) -> Vec<String> {
+        expand(rule, start, zone, far())
+            .into_iter()
+            .map(|(l, _)| l.date().to_string())
+            .collect()
+    }
+
     #[test]
     fn weekly_byday_count() {
         let rule = parse_rrule("RRULE:FREQ=WEEKLY;BYDAY=TU,TH;COUNT=5").unwrap();
-        let got: Vec<_> = expand(
-            &rule,
-            local(2026, 11, 3, 11),
-            chrono_tz::Europe::London,
-            far(),
-        )
-        .into_iter()
-        .map(|(l, _)| l.date().to_string())
-        .collect();
+        let got = dates(&rule, local(2026, 11, 3, 11), chrono_tz::Europe::London);
         assert_eq!(
             got,
             [
@@ -598,10 +598,7 @@ mod tests {
     #[test]
     fn monthly_last_friday_and_until() {
         let rule = parse_rrule("RRULE:FREQ=MONTHLY;BYDAY=-1FR;UNTIL=20270301T000000Z").unwrap();
-        let got: Vec<_> = expand(&rule, local(2026, 11, 27, 9), chrono_tz::Etc::UTC, far())
-            .into_iter()
-            .map(|(l, _)| l.date().to_string())
-            .collect();
+        let got = dates(&rule, local(2026, 11, 27, 9), chrono_tz::Etc::UTC);
         assert_eq!(
             got,
             ["2026-11-27", "2026-12-25", "2027-01-29", "2027-02-26"]
@@ -615,30 +612,22 @@ mod tests {
             "range": {"type": "numbered", "startDate": "2026-11-02", "numberOfOccurrences": 3}
         }))
         .unwrap();
-        let got: Vec<_> = expand(
+        let got = dates(
             &rule,
             start.and_hms_opt(9, 0, 0).unwrap(),
             chrono_tz::Etc::UTC,
-            far(),
-        )
-        .into_iter()
-        .map(|(l, _)| l.date().to_string())
-        .collect();
+        );
         assert_eq!(got, ["2026-11-02", "2026-11-16", "2026-11-30"]);
         let (rule, start) = parse_graph_recurrence(&json!({
             "pattern": {"type": "absoluteMonthly", "dayOfMonth": 31},
             "range": {"type": "endDate", "startDate": "2026-10-31", "endDate": "2027-03-31"}
         }))
         .unwrap();
-        let got: Vec<_> = expand(
+        let got = dates(
             &rule,
             start.and_hms_opt(9, 0, 0).unwrap(),
             chrono_tz::Etc::UTC,
-            far(),
-        )
-        .into_iter()
-        .map(|(l, _)| l.date().to_string())
-        .collect();
+        );
         assert_eq!(
             got,
             ["2026-10-31", "2026-12-31", "2027-01-31", "2027-03-31"]
