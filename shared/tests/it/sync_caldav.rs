@@ -25,16 +25,7 @@ pub struct CalDavFixture {
 
 impl CalDavFixture {
     pub async fn radicale(tag: &str) -> Self {
-        let server = peer::radicale(&[("alice", "alice-pw")]).expect("radicale");
-        Self::connect(
-            server,
-            None,
-            tag,
-            "/alice/work/",
-            ("alice", "alice-pw"),
-            true,
-        )
-        .await
+        Self::radicale_behind(str::to_owned, tag).await
     }
 
     /// Radicale, reached by calsync through a proxy that injects faults.
@@ -127,6 +118,16 @@ impl CalDavFixture {
             http,
             auth: (user.to_owned(), password.to_owned()),
         }
+    }
+
+    /// The resource `name` as the server serves it.
+    pub async fn fetch(&self, name: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{name}.ics", self.collection))
+            .basic_auth(&self.auth.0, Some(&self.auth.1))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn put(&self, name: &str, ics: &str) {
@@ -673,13 +674,7 @@ async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
 
     let pushed = fx.sync().await;
     assert_eq!(pushed.write_back.pushed, 1, "{pushed:?}");
-    let resource = fx
-        .http
-        .get(format!("{}{name}.ics", fx.collection))
-        .basic_auth("alice", Some("alice-pw"))
-        .send()
-        .await
-        .unwrap();
+    let resource = fx.fetch(&name).await;
     assert_eq!(resource.status(), StatusCode::OK);
     assert!(resource
         .text()
@@ -706,16 +701,7 @@ async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fx.sync().await.write_back.pushed, 1);
-    let text = fx
-        .http
-        .get(format!("{}{name}.ics", fx.collection))
-        .basic_auth("alice", Some("alice-pw"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = fx.fetch(&name).await.text().await.unwrap();
     assert!(text.contains("SUMMARY:Renamed here"), "{text}");
 
     // Changed at the server meanwhile: our If-Match fails, the server's version wins.
@@ -755,12 +741,6 @@ async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(fx.sync().await.write_back.pushed, 1);
-    let gone = fx
-        .http
-        .get(format!("{}{name}.ics", fx.collection))
-        .basic_auth("alice", Some("alice-pw"))
-        .send()
-        .await
-        .unwrap();
+    let gone = fx.fetch(&name).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
