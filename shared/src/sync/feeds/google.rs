@@ -5,10 +5,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
-use super::{read_body, zones, FeedError};
+use super::{read_body, zones, FeedError, JsonListing};
 use crate::crypto::Secret;
 use crate::model::{Attendee, Event, Reminder, ReminderMethod, ResponseStatus};
-use crate::providers::{transport_error, ProviderError};
+use crate::providers::transport_error;
 use crate::sync::{Change, Page};
 use crate::time::EventTime;
 
@@ -41,32 +41,13 @@ impl GoogleFeed {
         }
         let response = request.send().await.map_err(transport_error)?;
         let body = read_body(response, &[410]).await?;
-        let listing: Value = serde_json::from_str(&body)
-            .map_err(|e| ProviderError::Protocol(format!("events.list: {e}")))?;
-        let items = listing
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let next_page = listing
-            .get("nextPageToken")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let cursor = listing
-            .get("nextSyncToken")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if next_page.is_none() && cursor.is_none() {
-            return Err(
-                ProviderError::Protocol("events.list ended without nextSyncToken".into()).into(),
-            );
-        }
-        Ok(Page {
-            changes: items.iter().map(to_change).collect(),
-            next_page,
-            cursor,
-            present: Vec::new(),
-        })
+        const LISTING: JsonListing = JsonListing {
+            what: "events.list",
+            items: "items",
+            next_page: "nextPageToken",
+            cursor: "nextSyncToken",
+        };
+        LISTING.page(&body, to_change)
     }
 }
 

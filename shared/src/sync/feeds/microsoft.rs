@@ -7,7 +7,7 @@ use chrono::{NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::{read_body, zones, FeedError};
+use super::{read_body, zones, FeedError, JsonListing};
 use crate::crypto::Secret;
 use crate::model::{Attendee, Event, Reminder, ReminderMethod, ResponseStatus};
 use crate::providers::{transport_error, ProviderError};
@@ -63,30 +63,13 @@ impl GraphFeed {
             .await
             .map_err(transport_error)?;
         let body = read_body(response, &[410]).await?;
-        let delta: Value = serde_json::from_str(&body)
-            .map_err(|e| ProviderError::Protocol(format!("calendarView/delta: {e}")))?;
-        let next_page = delta
-            .get("@odata.nextLink")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let cursor = delta
-            .get("@odata.deltaLink")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if next_page.is_none() && cursor.is_none() {
-            return Err(ProviderError::Protocol("delta ended without a deltaLink".into()).into());
-        }
-        let items = delta
-            .get("value")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Ok(Page {
-            changes: items.iter().map(to_change).collect(),
-            next_page,
-            cursor,
-            present: Vec::new(),
-        })
+        const LISTING: JsonListing = JsonListing {
+            what: "calendarView/delta",
+            items: "value",
+            next_page: "@odata.nextLink",
+            cursor: "@odata.deltaLink",
+        };
+        LISTING.page(&body, to_change)
     }
 }
 

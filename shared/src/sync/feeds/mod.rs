@@ -149,3 +149,86 @@ pub(crate) async fn read_body(
     }
     Ok(body)
 }
+
+/// Where a JSON listing (Google's events.list, Graph's delta) keeps its parts.
+pub(crate) struct JsonListing {
+    /// Named in errors, e.g. `events.list`.
+    pub what: &'static str,
+    pub items: &'static str,
+    pub next_page: &'static str,
+    pub cursor: &'static str,
+}
+
+impl JsonListing {
+    /// One page: a listing must point at its next page or end with a cursor; one that does
+    /// neither cannot be continued, so it is a protocol error rather than an empty success.
+    pub(crate) fn page(
+        &self,
+        body: &str,
+        to_change: fn(&serde_json::Value) -> super::Change,
+    ) -> Result<Page, FeedError> {
+        let listing: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| ProviderError::Protocol(format!("{}: {e}", self.what)))?;
+        let text = |field: &str| {
+            listing
+                .get(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let (next_page, cursor) = (text(self.next_page), text(self.cursor));
+        if next_page.is_none() && cursor.is_none() {
+            return Err(ProviderError::Protocol(format!(
+                "{} ended without {} or {}",
+                self.what, self.next_page, self.cursor
+            ))
+            .into());
+        }
+        let changes = match listing.get(self.items).and_then(|v| v.as_array()) {
+            Some(items) => items.iter().map(to_change).collect(),
+            None => Vec::new(),
+        };
+        Ok(Page {
+            changes,
+            next_page,
+            cursor,
+            present: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: JsonListing = JsonListing {
+        what: "events.list",
+        items: "items",
+        next_page: "nextPageToken",
+        cursor: "nextSyncToken",
+    };
+
+    #[test]
+    fn a_listing_without_next_page_or_cursor_is_a_protocol_error() {
+        let err = LISTING
+            .page(r#"{"items": []}"#, google::to_change)
+            .unwrap_err();
+        assert!(
+            matches!(&err, FeedError::Provider(ProviderError::Protocol(m)) if m.contains("nextSyncToken")),
+            "{err:?}"
+        );
+        assert!(LISTING.page("not json", google::to_change).is_err());
+    }
+
+    #[test]
+    fn a_last_page_carries_its_items_and_cursor() {
+        let page = LISTING
+            .page(
+                r#"{"items": [{"id": "a", "status": "cancelled"}], "nextSyncToken": "s1"}"#,
+                google::to_change,
+            )
+            .unwrap();
+        assert_eq!(page.cursor.as_deref(), Some("s1"));
+        assert_eq!(page.next_page, None);
+        assert_eq!(page.changes.len(), 1);
+    }
+}
