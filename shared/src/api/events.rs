@@ -471,18 +471,18 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
             "this event is not the series of a recurring event",
         ));
     }
-    let mut found = app.store.occurrences(&master, range).await?;
-    let children: Vec<String> = app
-        .store
-        .stored_keys(&master.connection_id, &master.event_key)
-        .await?
+    // One read of the series' children serves both the occurrences they replace and the
+    // overrides to show.
+    let children = app.store.series_children(&master).await?;
+    let mut found = crate::store::occurrences_besides(&master, &children, range);
+    let overrides: Vec<String> = children
         .into_iter()
-        .filter(|k| k.live && k.parent.as_deref() == Some(master.event_key.as_str()))
+        .filter(|k| k.live)
         .map(|k| k.event_key)
         .collect();
     found.extend(
         app.store
-            .events_by_keys(&master.connection_id, &children)
+            .events_by_keys(&master.connection_id, &overrides)
             .await?
             .into_values()
             .filter(|e| range.overlaps(e.start_time, e.end_time)),

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem
 use chrono::{Duration, Utc};
 
 use super::connections::user_pk;
-use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult};
+use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult, StoredKey};
 use crate::model::{AuditEntry, Event};
 use crate::time::{key_format, TimeRange};
 
@@ -378,13 +378,23 @@ impl Store {
     /// The occurrences of a recurring master that overlap `range`, without those its overrides
     /// replace or cancel (stored children of the series).
     pub async fn occurrences(&self, master: &Event, range: TimeRange) -> StoreResult<Vec<Event>> {
-        let replaced: std::collections::HashSet<chrono::DateTime<Utc>> = self
-            .stored_keys(&master.connection_id, &master.event_key)
-            .await?
-            .into_iter()
-            .filter(|k| k.parent.as_deref() == Some(master.event_key.as_str()))
-            .filter_map(|k| k.original_start)
-            .collect();
-        Ok(crate::recurrence::occurrences(master, &replaced, range))
+        let children = self.series_children(master).await?;
+        Ok(occurrences_besides(master, &children, range))
     }
+
+    /// The stored children of a series: its overrides and cancelled occurrences.
+    pub async fn series_children(&self, master: &Event) -> StoreResult<Vec<StoredKey>> {
+        let mut keys = self
+            .stored_keys(&master.connection_id, &master.event_key)
+            .await?;
+        keys.retain(|k| k.parent.as_deref() == Some(master.event_key.as_str()));
+        Ok(keys)
+    }
+}
+
+/// The occurrences of `master` overlapping `range` that none of its `children` replaces.
+pub fn occurrences_besides(master: &Event, children: &[StoredKey], range: TimeRange) -> Vec<Event> {
+    let replaced: HashSet<chrono::DateTime<Utc>> =
+        children.iter().filter_map(|k| k.original_start).collect();
+    crate::recurrence::occurrences(master, &replaced, range)
 }

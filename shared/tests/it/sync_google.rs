@@ -400,30 +400,50 @@ async fn synced_series_expand_without_their_cancelled_and_moved_occurrences() {
     )
     .await;
     assert_eq!(status, http::StatusCode::OK);
-    let weekly: Vec<(String, String)> = listed["events"]
+    let weekly = |listed: &Value| -> Vec<(String, String)> {
+        listed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e["title"].as_str().unwrap(), "Weekly" | "Weekly (moved)"))
+            .map(|e| {
+                (
+                    e["title"].as_str().unwrap().to_owned(),
+                    e["start"]["dateTime"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let expected = [
+        ("Weekly".to_owned(), "2026-12-07T09:00:00+01:00".to_owned()),
+        (
+            "Weekly (moved)".to_owned(),
+            "2026-12-14T11:00:00+01:00".to_owned(),
+        ),
+        ("Weekly".to_owned(), "2026-12-28T09:00:00+01:00".to_owned()),
+    ];
+    assert_eq!(weekly(&listed), expected, "{listed}");
+
+    // The series' own instances: the same three, the override among them.
+    let series_id = listed["events"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| matches!(e["title"].as_str().unwrap(), "Weekly" | "Weekly (moved)"))
-        .map(|e| {
-            (
-                e["title"].as_str().unwrap().to_owned(),
-                e["start"]["dateTime"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        weekly,
-        [
-            ("Weekly".to_owned(), "2026-12-07T09:00:00+01:00".to_owned()),
-            (
-                "Weekly (moved)".to_owned(),
-                "2026-12-14T11:00:00+01:00".to_owned()
-            ),
-            ("Weekly".to_owned(), "2026-12-28T09:00:00+01:00".to_owned()),
-        ],
-        "{listed}"
-    );
+        .filter(|e| e["title"] == "Weekly")
+        .find_map(|e| e["recurringEventId"].as_str())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    let (status, instances) = call(
+        &fx.app,
+        query(
+            get(&format!("/v1/events/{series_id}/instances"), &fx.user.token),
+            &[("start", "2026-12-01"), ("end", "2027-01-01")],
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK, "{instances}");
+    assert_eq!(weekly(&instances), expected, "{instances}");
+    assert_eq!(instances["events"].as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
