@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::model::Event;
@@ -121,8 +121,17 @@ fn uid(event: &Event) -> String {
     )
 }
 
+/// One VEVENT of a feed: an event, or a series with the occurrences it leaves out.
+pub struct FeedEvent {
+    pub event: Event,
+    /// Original starts of occurrences the series does not have (cancelled, or replaced by an
+    /// exception outside the feed).
+    pub exdates: Vec<DateTime<Utc>>,
+}
+
 /// One VEVENT.
-fn vevent(out: &mut String, event: &Event, stamp: DateTime<Utc>) {
+fn vevent(out: &mut String, entry: &FeedEvent, stamp: DateTime<Utc>) {
+    let event = &entry.event;
     let zone = event.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok());
     line(out, "BEGIN:VEVENT");
     line(out, &format!("UID:{}", uid(event)));
@@ -158,6 +167,10 @@ fn vevent(out: &mut String, event: &Event, stamp: DateTime<Utc>) {
         for rule_line in rule.lines().map(str::trim).filter(|l| !l.is_empty()) {
             line(out, rule_line);
         }
+        for start in &entry.exdates {
+            let date = event.is_all_day.then(|| start.date_naive());
+            time_property(out, "EXDATE", event, *start, date, zone);
+        }
     }
     if event.transparent {
         line(out, "TRANSP:TRANSPARENT");
@@ -178,8 +191,15 @@ fn vevent(out: &mut String, event: &Event, stamp: DateTime<Utc>) {
 }
 
 /// A whole calendar: the events given (series as masters, not expanded), with a VTIMEZONE for
-/// every zone they use, covering `[from, to)`.
-pub fn calendar(name: &str, events: &[Event], from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+/// every zone they use, covering `[from, to)`. The VTIMEZONEs cover whole years, so the same
+/// events give the same text from one request to the next.
+pub fn calendar(
+    name: &str,
+    entries: &[FeedEvent],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> String {
+    let events: Vec<&Event> = entries.iter().map(|e| &e.event).collect();
     let mut out = String::new();
     line(&mut out, "BEGIN:VCALENDAR");
     line(&mut out, "VERSION:2.0");
@@ -198,17 +218,22 @@ pub fn calendar(name: &str, events: &[Event], from: DateTime<Utc>, to: DateTime<
         .min()
         .unwrap_or(from)
         .min(from);
+    let year_start = |year: i32| {
+        Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(earliest)
+    };
     for zone in zones {
         vtimezone(
             &mut out,
             zone.parse().expect("checked above"),
-            earliest - Duration::days(1),
-            to,
+            year_start(earliest.year() - 1),
+            year_start(to.year() + 1),
         );
     }
     let stamp = Utc::now();
-    for event in events {
-        vevent(&mut out, event, stamp);
+    for entry in entries {
+        vevent(&mut out, entry, stamp);
     }
     line(&mut out, "END:VCALENDAR");
     out

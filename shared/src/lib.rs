@@ -23,6 +23,7 @@ pub mod recurrence;
 pub mod schedule;
 
 pub mod store;
+pub mod stream;
 pub mod sync;
 
 pub mod telemetry;

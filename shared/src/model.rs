@@ -383,6 +383,14 @@ pub struct Event {
     /// Hash of the provider's content as last stored: an unchanged event costs no write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// A tombstone child that cancels one occurrence of its series (kept, never purged, so the
+    /// occurrence stays cancelled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancels_instance: bool,
+    /// An instance of a series its provider expands (Graph calendarView): stored as it comes,
+    /// and not an exception of a master we expand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provider_expanded: bool,
     /// Incremented by every write; writes are conditional on the version they read.
     pub version: u64,
     /// Computed from a series for a query, never stored.
@@ -436,6 +444,8 @@ impl Event {
             provider_etag: None,
             sync_error: None,
             fingerprint: None,
+            cancels_instance: false,
+            provider_expanded: false,
             version: 1,
             is_occurrence: false,
         }
@@ -447,6 +457,15 @@ impl Event {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// The start of the occurrence of a series this child replaces (moved, changed or cancelled),
+    /// if it is one: the range read leaves that occurrence out of the expansion.
+    pub fn replaced_occurrence(&self) -> Option<DateTime<Utc>> {
+        let replaces = self.parent_event_id.is_some()
+            && !self.provider_expanded
+            && (!self.is_deleted() || self.cancels_instance);
+        self.original_start_time.filter(|_| replaces)
     }
 }
 

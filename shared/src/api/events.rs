@@ -79,6 +79,30 @@ pub struct EventListDto {
     pub events: Vec<EventDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// Series with more occurrences in the range than one read lists (2,000): their later
+    /// occurrences are left out. Only rules that arrived by sync can be that dense.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped_series: Vec<CappedSeriesDto>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CappedSeriesDto {
+    /// The series' id.
+    pub id: String,
+    /// Occurrences of it listed for the range, at most.
+    pub listed: usize,
+}
+
+/// The series a read cut short, as the API names them.
+pub(crate) fn capped_dto(capped: &[(String, String)]) -> Vec<CappedSeriesDto> {
+    capped
+        .iter()
+        .map(|(connection, key)| CappedSeriesDto {
+            id: ids::encode_event_id(connection, key),
+            listed: crate::recurrence::SERIES_CAP,
+        })
+        .collect()
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -371,7 +395,6 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             filter: &filter,
             limit,
             after: after.as_deref(),
-            expand: true,
         })
         .await?;
     let events = page
@@ -385,6 +408,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     ApiResponse::ok(&EventListDto {
         events,
         next_cursor,
+        capped_series: capped_dto(&page.capped),
     })
 }
 
@@ -441,23 +465,24 @@ async fn occurrence(app: &App, connection_id: &str, key: &str) -> ApiResult<Opti
         .store
         .event(connection_id, series)
         .await?
-        .filter(|m| m.is_recurring)
+        .filter(|m| m.is_recurring && !m.is_deleted())
     else {
         return Ok(None);
     };
+    let length = master.end_time - master.start_time;
     let window = TimeRange {
         start,
-        end: start + Duration::seconds(1),
+        end: start + length.max(Duration::seconds(1)),
     };
-    Ok(app
-        .store
-        .occurrences(&master, window)
-        .await?
-        .into_iter()
-        .find(|o| o.start_time == start))
+    let series = app.store.series(master).await?;
+    let found = series
+        .occurrences(window, start)
+        .find(|o| o.start_time == start);
+    Ok(found)
 }
 
-/// `GET /v1/events/{id}/instances?start&end`: a series' occurrences and exceptions in a range.
+/// `GET /v1/events/{id}/instances?start&end`: a series' occurrences and exceptions in a range,
+/// from the same occurrence stream as `/v1/events`.
 pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;
     let range = TimeRange::parse(
@@ -472,26 +497,31 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
         ));
     }
     // One read of the series' children serves both the occurrences they replace and the
-    // overrides to show.
+    // exceptions to show.
     let children = app.store.series_children(&master).await?;
-    let mut found = crate::store::occurrences_besides(&master, &children, range);
-    let overrides: Vec<String> = children
-        .into_iter()
+    let exceptions: Vec<String> = children
+        .iter()
         .filter(|k| k.live)
-        .map(|k| k.event_key)
+        .map(|k| k.event_key.clone())
         .collect();
-    found.extend(
-        app.store
-            .events_by_keys(&master.connection_id, &overrides)
-            .await?
-            .into_values()
-            .filter(|e| range.overlaps(e.start_time, e.end_time)),
+    let series = crate::recurrence::Series::new(
+        master,
+        children.iter().filter_map(|k| k.replaces).collect(),
     );
-    found.sort_by_key(crate::store::time_sort_key);
+    let exceptions = app
+        .store
+        .events_by_keys(&series.master.connection_id, &exceptions)
+        .await?
+        .into_values()
+        .filter(|e| range.overlaps(e.start_time, e.end_time));
+    let head =
+        crate::stream::series_head(std::slice::from_ref(&series), range, None, usize::MAX - 1);
+    let (found, _) = crate::stream::page(head.occurrences, exceptions, None, usize::MAX - 1);
     let events = found.iter().map(|e| dto(e, &calendar)).collect();
     ApiResponse::ok(&EventListDto {
         events,
         next_cursor: None,
+        capped_series: capped_dto(&head.capped),
     })
 }
 
@@ -566,6 +596,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             all_day,
             &lines.join("\n"),
         )
+        .and_then(|rule| rule.check_accepted())
         .map_err(|e| ApiError::bad_request("invalid_recurrence", e))?;
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         crate::recurrence::apply_recurrence(&mut event, &lines);
@@ -643,7 +674,11 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     };
     event.sync_status = SyncStatus::Deleted;
     event.deleted_at = Some(now);
-    event.purge_at = Some((now + Duration::days(PURGE_AFTER_DAYS)).timestamp());
+    // Deleting an exception of a series cancels that occurrence: the tombstone stays (unpurged),
+    // or the series would show the occurrence again.
+    event.cancels_instance = event.parent_event_id.is_some() && !event.provider_expanded;
+    event.purge_at =
+        (!event.cancels_instance).then(|| (now + Duration::days(PURGE_AFTER_DAYS)).timestamp());
     event.updated_at = now;
     event.version += 1;
     let audit = AuditEntry::new(&user_id, "EVENT_DELETED", "EVENT", Some(id))

@@ -9,12 +9,67 @@ use super::events::live_calendars;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::store::{EventFilter, Feed, RangeQuery, Store, StoreError};
+use std::collections::HashSet;
+
+use crate::store::{EventFilter, Feed, RangeContents, RangeQuery, Store, StoreError};
 use crate::time::TimeRange;
 
 /// What a feed covers: the recent past and the coming year.
 const PAST_DAYS: i64 = 30;
 const FUTURE_DAYS: i64 = 365;
+/// The most events and series one feed carries.
+const MAX_FEED_EVENTS: usize = 50_000;
+
+/// The feed's VEVENTs: each series with an EXDATE for every occurrence its exceptions replace
+/// but that no exception in the feed stands for (cancelled, or moved out of the window), then
+/// the events and exceptions. Subscribers then see what `/v1/events` lists.
+fn feed_entries(contents: RangeContents) -> Vec<crate::ics::FeedEvent> {
+    let shown: HashSet<(&str, &str, DateTime<Utc>)> = contents
+        .events
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e.connection_id.as_str(),
+                e.parent_event_id.as_deref()?,
+                e.replaced_occurrence()?,
+            ))
+        })
+        .collect();
+    let mut entries: Vec<crate::ics::FeedEvent> = contents
+        .series
+        .iter()
+        .map(|series| {
+            let master = &series.master;
+            let mut exdates: Vec<DateTime<Utc>> = series
+                .replaced
+                .iter()
+                .copied()
+                .filter(|start| {
+                    !shown.contains(&(
+                        master.connection_id.as_str(),
+                        master.event_key.as_str(),
+                        *start,
+                    ))
+                })
+                .collect();
+            exdates.sort();
+            crate::ics::FeedEvent {
+                event: master.clone(),
+                exdates,
+            }
+        })
+        .collect();
+    entries.extend(
+        contents
+            .events
+            .into_iter()
+            .map(|event| crate::ics::FeedEvent {
+                event,
+                exdates: Vec::new(),
+            }),
+    );
+    entries
+}
 
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -78,28 +133,25 @@ pub async fn read(app: &App, _req: &ApiRequest, token: &str) -> ApiResult<ApiRes
     };
     let live = live_calendars(app, &feed.user_id).await?;
     let calendars = live.keys().cloned().collect();
-    let mut events = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = app
-            .store
-            .events_in_range(&RangeQuery {
-                user_id: &feed.user_id,
-                range,
-                connections: &calendars,
-                filter: &EventFilter::default(),
-                limit: 1000,
-                after: after.as_deref(),
-                expand: false,
-            })
-            .await?;
-        events.extend(page.events);
-        match page.next {
-            Some(next) if events.len() < 50_000 => after = Some(next),
-            _ => break,
-        }
+    let contents = app
+        .store
+        .range_contents(&RangeQuery {
+            user_id: &feed.user_id,
+            range,
+            connections: &calendars,
+            filter: &EventFilter::default(),
+            limit: MAX_FEED_EVENTS,
+            after: None,
+        })
+        .await?;
+    if contents.events.len() + contents.series.len() > MAX_FEED_EVENTS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "feed_too_large",
+            format!("more than {MAX_FEED_EVENTS} events and series in the feed's window"),
+        ));
     }
-    let text = crate::ics::calendar(&feed.name, &events, range.start, range.end);
+    let text = crate::ics::calendar(&feed.name, &feed_entries(contents), range.start, range.end);
     Ok(ApiResponse {
         status: StatusCode::OK,
         headers: vec![("cache-control".into(), "private, max-age=300".into())],

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::events::{live_calendars, queried_calendars};
+use super::events::{capped_dto, live_calendars, queried_calendars, CappedSeriesDto};
 use super::input::json_body;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
@@ -48,6 +48,9 @@ pub struct ConflictsDto {
     pub conflicts: Vec<ConflictDto>,
     /// Clashes between all-day events, reported apart: they rarely block a timed meeting.
     pub all_day_conflicts: Vec<ConflictDto>,
+    /// Series cut at the per-read cap: their later occurrences were not taken into account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped_series: Vec<CappedSeriesDto>,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -64,10 +67,14 @@ pub struct CalendarBusyDto {
 }
 
 #[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FreeBusyDto {
     /// Merged busy time across the calendars.
     pub busy: Vec<IntervalDto>,
     pub calendars: Vec<CalendarBusyDto>,
+    /// Series cut at the per-read cap: their later occurrences were not taken into account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped_series: Vec<CappedSeriesDto>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -97,20 +104,33 @@ pub struct AvailabilityRequest {
 }
 
 #[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AvailabilityDto {
     pub slots: Vec<IntervalDto>,
+    /// Series cut at the per-read cap: their later occurrences were not taken into account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped_series: Vec<CappedSeriesDto>,
 }
 
-/// Every event of the chosen live calendars overlapping the range (series expanded).
+/// Every event of the chosen live calendars overlapping the range, series expanded: all pages
+/// of the same occurrence stream `/v1/events` serves.
+struct RangeEvents {
+    events: Vec<Event>,
+    calendars: HashMap<String, Connection>,
+    /// Series cut at the per-read cap (their later occurrences are not counted).
+    capped: Vec<(String, String)>,
+}
+
 async fn events_in(
     app: &App,
     user_id: &str,
     range: TimeRange,
     filter: Option<&str>,
-) -> ApiResult<(Vec<Event>, HashMap<String, Connection>)> {
+) -> ApiResult<RangeEvents> {
     let live = live_calendars(app, user_id).await?;
     let calendars = queried_calendars(filter, &live)?;
     let mut events = Vec::new();
+    let mut capped = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = app
@@ -122,10 +142,10 @@ async fn events_in(
                 filter: &EventFilter::default(),
                 limit: 1000,
                 after: after.as_deref(),
-                expand: true,
             })
             .await?;
         events.extend(page.events);
+        capped.extend(page.capped);
         if events.len() > MAX_EVENTS {
             return Err(ApiError::bad_request(
                 "range_too_busy",
@@ -134,7 +154,15 @@ async fn events_in(
         }
         match page.next {
             Some(next) => after = Some(next),
-            None => return Ok((events, live)),
+            None => {
+                capped.sort();
+                capped.dedup();
+                return Ok(RangeEvents {
+                    events,
+                    calendars: live,
+                    capped,
+                });
+            }
         }
     }
 }
@@ -210,7 +238,11 @@ fn group_dto(
 pub async fn conflicts(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;
     let range = range_of(req)?;
-    let (events, calendars) = events_in(
+    let RangeEvents {
+        events,
+        calendars,
+        capped,
+    } = events_in(
         app,
         &user_id,
         range,
@@ -240,6 +272,7 @@ pub async fn conflicts(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     ApiResponse::ok(&ConflictsDto {
         conflicts: to_dtos(clash_groups(busy(false))),
         all_day_conflicts: to_dtos(clash_groups(busy(true))),
+        capped_series: capped_dto(&capped),
     })
 }
 
@@ -253,7 +286,11 @@ fn intervals(list: Vec<Span>) -> Vec<IntervalDto> {
 pub async fn freebusy(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;
     let range = range_of(req)?;
-    let (events, calendars) = events_in(
+    let RangeEvents {
+        events,
+        calendars,
+        capped,
+    } = events_in(
         app,
         &user_id,
         range,
@@ -281,6 +318,7 @@ pub async fn freebusy(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     ApiResponse::ok(&FreeBusyDto {
         busy: intervals(merge(busy.iter().map(|e| clip(e)).collect())),
         calendars: calendars_dto,
+        capped_series: capped_dto(&capped),
     })
 }
 
@@ -356,7 +394,11 @@ pub async fn availability(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse>
         start: range.start - buffer,
         end: range.end + buffer,
     };
-    let (events, calendars) = events_in(app, &user_id, widened, filter.as_deref()).await?;
+    let RangeEvents {
+        events,
+        calendars,
+        capped,
+    } = events_in(app, &user_id, widened, filter.as_deref()).await?;
     let me = own_addresses(app, &user_id, &calendars).await?;
     let busy: Vec<Span> = events
         .iter()
@@ -373,5 +415,6 @@ pub async fn availability(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse>
     );
     ApiResponse::ok(&AvailabilityDto {
         slots: intervals(slots),
+        capped_series: capped_dto(&capped),
     })
 }

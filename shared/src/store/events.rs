@@ -1,32 +1,52 @@
 //! Events table: `CONN#<connectionId>` / `EVT#<eventKey>`.
 //!
-//! Date-range reads use the sparse `byUserTime` index (live events only). An event overlaps
-//! `[A, B)` when `start < B` and `end > A`; an index sorted by start can only bound the start, so
-//! events are split into duration tiers ([`TIERS`]), each its own partition `USER#<id><suffix>`:
-//! a tier whose events last at most `D` is read with `start` in `[A - D, B)`; the last tier
-//! (longer events, recurring masters) is read up to `B`. Every read filters on `end > A` in
-//! DynamoDB, the tiers are read concurrently, and the exact overlap rule is applied again here.
-//! docs/data-model.md explains the choice; docs/benchmarks.md has the measured read ratio.
+//! Date-range reads use the sparse `byUserTime` index (live events only). Every indexed item
+//! covers an interval: an event from its start to its end, a series from its first start to the
+//! end of its last occurrence (open when the rule has no end). An interval overlaps `[A, B)` when
+//! `start < B` and `end > A`; an index sorted by start can only bound the start, so items are
+//! split into length tiers ([`TIERS`]), each its own partition `USER#<id><suffix>`: a tier whose
+//! items last at most `D` is read with `start` in `[A - D, B)`, the last (open) tier up to `B`.
+//! Series that ended before a range or begin after it are therefore never read.
+//!
+//! Exceptions of series (moved, changed and cancelled occurrences) are also indexed by their
+//! original start (`byOriginalStart`), so one Query finds every occurrence a range read must
+//! leave out of the expansion. docs/data-model.md and docs/decisions.md explain the choice;
+//! docs/benchmarks.md has the measured read ratios.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::connections::user_pk;
 use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult, StoredKey};
 use crate::model::{AuditEntry, Event};
+use crate::recurrence::Series;
+use crate::stream;
 use crate::time::{key_format, TimeRange};
 
-/// Duration tiers of the byUserTime index: partition suffix and longest event kept there (`None`:
-/// unbounded). Most events are meetings of a few hours, so the first tier reads almost nothing
-/// outside the range; all-day events (23-25 h with DST) fit the second, multi-day the third.
-pub const TIERS: [(&str, Option<Duration>); 4] = [
+/// Length tiers of the byUserTime index: partition suffix and longest interval kept there
+/// (`None`: unbounded). Most events are meetings of a few hours, so the first tier reads almost
+/// nothing outside the range; all-day events (23-25 h with DST) fit the second, multi-day the
+/// third; series that end within about a year the fourth; open series the last.
+pub const TIERS: [(&str, Option<Duration>); 5] = [
     ("", Some(Duration::hours(4))),
     ("#DAY", Some(Duration::hours(26))),
     ("#WEEK", Some(Duration::days(8))),
+    ("#YEAR", Some(Duration::days(400))),
     ("#SPAN", None),
 ];
+
+/// The first tiers hold only single events and are read page by page from the cursor; the
+/// others (series, and events longer than a week) are read whole for the range.
+const PAGED_TIERS: usize = 3;
+
+/// Exceptions are looked up by original start from this long before the range: occurrences of a
+/// series lasting longer start earlier and have their exceptions read with their series.
+pub const EXCEPTION_LOOKBACK: Duration = Duration::days(8);
+
+/// `spanEnd` of a series without end.
+const OPEN_END: &str = "9999-12-31T23:59:59Z";
 
 fn conn_pk(connection_id: &str) -> String {
     format!("CONN#{connection_id}")
@@ -41,14 +61,24 @@ pub fn time_sort_key(event: &Event) -> String {
     format!("{}#{}", key_format(event.start_time), event.event_key)
 }
 
-/// The byUserTime partition of a live event: its duration tier.
-fn time_partition(event: &Event) -> String {
-    let length = event.end_time - event.start_time;
-    let suffix = TIERS
+/// The interval a live item covers in the index: `(start, end)`, `end` `None` for an open series.
+fn indexed_interval(event: &Event) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    if event.is_recurring {
+        let end = crate::recurrence::series_end(event).map(|end| end.max(event.end_time));
+        (event.start_time, end)
+    } else {
+        (event.start_time, Some(event.end_time))
+    }
+}
+
+/// The byUserTime partition suffix of an item covering `(start, end)`: the first tier it fits.
+/// Series never go to the paged tiers: their occurrences are not ordered by the series' start.
+fn tier_of(event: &Event, (start, end): (DateTime<Utc>, Option<DateTime<Utc>>)) -> &'static str {
+    let first = if event.is_recurring { PAGED_TIERS } else { 0 };
+    TIERS[first..]
         .iter()
-        .find(|(_, max)| !event.is_recurring && max.is_some_and(|max| length <= max))
-        .map_or("#SPAN", |(suffix, _)| suffix);
-    format!("{}{suffix}", user_pk(&event.user_id))
+        .find(|(_, max)| matches!((max, end), (Some(max), Some(end)) if end - start <= *max))
+        .map_or("#SPAN", |(suffix, _)| suffix)
 }
 
 /// Optional narrowing of a range query, applied inside DynamoDB.
@@ -68,14 +98,34 @@ pub struct RangeQuery<'a> {
     pub limit: usize,
     /// Continue after this byUserTime sort key.
     pub after: Option<&'a str>,
-    /// Series as their occurrences (true), or as the stored masters (false, for the ICS feed).
-    pub expand: bool,
 }
 
 pub struct EventPage {
+    /// Events and occurrences of series, by start (then key).
     pub events: Vec<Event>,
     /// The sort key to continue after, when more events match.
     pub next: Option<String>,
+    /// Series with more occurrences in the range than one read lists (`recurrence::SERIES_CAP`):
+    /// (connection, series key).
+    pub capped: Vec<(String, String)>,
+}
+
+/// What is stored for a range, unexpanded (the ICS feed): series with the occurrences their
+/// exceptions replace, and events (exceptions included) overlapping the range.
+pub struct RangeContents {
+    pub series: Vec<Series>,
+    pub events: Vec<Event>,
+}
+
+/// A read of one byUserTime partition.
+struct TierRead<'a> {
+    partition: String,
+    lo: Option<String>,
+    hi: String,
+    /// Stop once this many matching items are found.
+    wanted: Option<usize>,
+    /// Filter on the series' span end (span tiers) or the event's end (paged tiers).
+    end_attribute: &'a str,
 }
 
 impl Store {
@@ -85,11 +135,27 @@ impl Store {
             ("sk", event_sk(&event.event_key)),
         ];
         if !event.is_deleted() {
-            keys.push(("timePk", time_partition(event)));
+            let interval = indexed_interval(event);
+            keys.push((
+                "timePk",
+                format!("{}{}", user_pk(&event.user_id), tier_of(event, interval)),
+            ));
             keys.push(("timeSk", time_sort_key(event)));
+            keys.push(("spanEnd", interval.1.map_or(OPEN_END.into(), key_format)));
+        }
+        if let Some(original) = event.replaced_occurrence() {
+            keys.push(("originPk", user_pk(&event.user_id)));
+            keys.push((
+                "originSk",
+                format!("{}#{}", key_format(original), event.event_key),
+            ));
         }
         // Purged once its deletion no longer needs writing back.
-        if event.is_deleted() && event.pending_change.is_none() && event.purge_at.is_some() {
+        if event.is_deleted()
+            && event.pending_change.is_none()
+            && event.purge_at.is_some()
+            && !event.cancels_instance
+        {
             keys.push((
                 "purgePk",
                 super::expiry::expiry_key("PURGE", &crate::ids::sha256_hex(&event.event_key)),
@@ -259,10 +325,24 @@ impl Store {
             .collect()
     }
 
-    /// The live events of the user's chosen calendars that overlap the range, by start.
+    /// One page of the occurrence stream of a range: the live events of the chosen calendars
+    /// and the occurrences of their series that overlap it, by start then key, after the cursor.
+    ///
+    /// The series tiers and the exceptions are read first (one Query each, concurrently); the
+    /// series' first `limit + 1` occurrences after the cursor bound the page, so the paged tiers
+    /// (concurrently again) read only up to that bound: a page dense with occurrences reads few
+    /// single events it would not return.
     pub async fn events_in_range(&self, q: &RangeQuery<'_>) -> StoreResult<EventPage> {
-        let hi = key_format(q.range.end);
-        // "\u{1}" sorts right after the cursor key and before any key it is a prefix of.
+        let from = q
+            .after
+            .and_then(stream::cursor_start)
+            .unwrap_or(q.range.start);
+        let (long, series) = self.series_in_range(q, from).await?;
+        let head = stream::series_head(&series, q.range, q.after, q.limit);
+        let hi = match head.occurrences.get(q.limit) {
+            Some((key, _)) => key.clone(),
+            None => key_format(q.range.end),
+        };
         let after = q.after.map(|a| format!("{a}\u{1}"));
         let wanted = q.limit + 1;
         let tier = |(suffix, max): (&str, Option<Duration>)| {
@@ -271,35 +351,147 @@ impl Store {
                 (Some(a), Some(l)) => Some(if *a > l { a.clone() } else { l }),
                 (a, l) => a.clone().or(l),
             };
-            let partition = format!("{}{suffix}", user_pk(q.user_id));
-            self.query_time_partition(q, partition, lo, &hi, max.map(|_| wanted))
+            self.query_time_partition(
+                q,
+                TierRead {
+                    partition: format!("{}{suffix}", user_pk(q.user_id)),
+                    lo,
+                    hi: hi.clone(),
+                    wanted: Some(wanted),
+                    end_attribute: "endTime",
+                },
+            )
         };
-        let (t0, t1, t2, t3) = tokio::try_join!(
-            tier(TIERS[0]),
-            tier(TIERS[1]),
-            tier(TIERS[2]),
-            tier(TIERS[3])
+        let (t0, t1, t2) = tokio::try_join!(tier(TIERS[0]), tier(TIERS[1]), tier(TIERS[2]))?;
+        let singles = [t0, t1, t2, long].into_iter().flatten();
+        let (events, next) = stream::page(head.occurrences, singles, q.after, q.limit);
+        Ok(EventPage {
+            events,
+            next,
+            capped: head.capped,
+        })
+    }
+
+    /// Everything stored for a range, unexpanded (see [`RangeContents`]).
+    pub async fn range_contents(&self, q: &RangeQuery<'_>) -> StoreResult<RangeContents> {
+        let (long, series) = self.series_in_range(q, q.range.start).await?;
+        let hi = key_format(q.range.end);
+        let tier = |(suffix, max): (&str, Option<Duration>)| {
+            self.query_time_partition(
+                q,
+                TierRead {
+                    partition: format!("{}{suffix}", user_pk(q.user_id)),
+                    lo: max.map(|max| key_format(q.range.start - max)),
+                    hi: hi.clone(),
+                    wanted: None,
+                    end_attribute: "endTime",
+                },
+            )
+        };
+        let (t0, t1, t2) = tokio::try_join!(tier(TIERS[0]), tier(TIERS[1]), tier(TIERS[2]))?;
+        let mut events: Vec<Event> = [t0, t1, t2, long].into_iter().flatten().collect();
+        events.sort_by_cached_key(time_sort_key);
+        Ok(RangeContents { series, events })
+    }
+
+    /// The long tiers (whole) and the exceptions of the range from `from` on: the events longer
+    /// than a week, and the series with the occurrences their exceptions replace.
+    async fn series_in_range(
+        &self,
+        q: &RangeQuery<'_>,
+        from: DateTime<Utc>,
+    ) -> StoreResult<(Vec<Event>, Vec<Series>)> {
+        let hi = key_format(q.range.end);
+        let tier = |(suffix, max): (&str, Option<Duration>)| {
+            self.query_time_partition(
+                q,
+                TierRead {
+                    partition: format!("{}{suffix}", user_pk(q.user_id)),
+                    lo: max.map(|max| key_format(q.range.start - max)),
+                    hi: hi.clone(),
+                    wanted: None,
+                    end_attribute: "spanEnd",
+                },
+            )
+        };
+        let exceptions_from = (q.range.start - EXCEPTION_LOOKBACK).max(from);
+        let (t3, t4, mut replaced) = tokio::try_join!(
+            tier(TIERS[3]),
+            tier(TIERS[4]),
+            self.replaced_occurrences(q.user_id, exceptions_from, q.range.end)
         )?;
-        let mut events: Vec<(String, Event)> = Vec::new();
-        for event in [t0, t1, t2, t3].into_iter().flatten() {
-            if event.is_recurring && q.expand {
-                let occurrences = self.occurrences(&event, q.range).await?;
-                events.extend(occurrences.into_iter().map(|o| (time_sort_key(&o), o)));
-            } else {
-                events.push((time_sort_key(&event), event));
+        let (masters, long): (Vec<Event>, Vec<Event>) =
+            t3.into_iter().chain(t4).partition(|e| e.is_recurring);
+        // Occurrences longer than the look-back may begin before it: their series' own
+        // exceptions are read whole (rare: multi-week recurring events).
+        let lasting = masters
+            .iter()
+            .filter(|m| m.end_time - m.start_time > EXCEPTION_LOOKBACK);
+        let children = futures_util::future::try_join_all(lasting.map(|m| async move {
+            let keys = self.series_children(m).await?;
+            Ok::<_, StoreError>((m.connection_id.clone(), m.event_key.clone(), keys))
+        }))
+        .await?;
+        for (connection, series, keys) in children {
+            replaced
+                .entry((connection, series))
+                .or_default()
+                .extend(keys.iter().filter_map(|k| k.replaces));
+        }
+        let series = masters
+            .into_iter()
+            .map(|m| {
+                let starts = replaced
+                    .remove(&(m.connection_id.clone(), m.event_key.clone()))
+                    .unwrap_or_default();
+                Series::new(m, starts)
+            })
+            .collect();
+        Ok((long, series))
+    }
+
+    /// The original starts of the user's series occurrences that exceptions replace, with an
+    /// original start in `[from, to)`, by (connection, series key).
+    async fn replaced_occurrences(
+        &self,
+        user_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<HashMap<(String, String), HashSet<DateTime<Utc>>>> {
+        let mut out: HashMap<(String, String), HashSet<DateTime<Utc>>> = HashMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.events)
+                .index_name("byOriginalStart")
+                .key_condition_expression("originPk = :pk AND originSk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(user_pk(user_id)))
+                .expression_attribute_values(":lo", s(key_format(from)))
+                .expression_attribute_values(":hi", s(key_format(to)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            self.stats
+                .read(u64::try_from(page.scanned_count).unwrap_or(0));
+            for item in page.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+                let original = text("originSk").and_then(|k| stream::cursor_start(k));
+                if let (Some(connection), Some(parent), Some(original)) =
+                    (text("connectionId"), text("parentEventId"), original)
+                {
+                    out.entry((connection.clone(), parent.clone()))
+                        .or_default()
+                        .insert(original);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
             }
         }
-        // Occurrences come from whole series: keep only those after the cursor.
-        if let Some(after) = q.after {
-            events.retain(|(key, _)| key.as_str() > after);
-        }
-        events.sort_by(|a, b| a.0.cmp(&b.0));
-        let next = (events.len() > q.limit).then(|| events[q.limit - 1].0.clone());
-        events.truncate(q.limit);
-        Ok(EventPage {
-            events: events.into_iter().map(|(_, e)| e).collect(),
-            next,
-        })
     }
 
     /// Reads one byUserTime partition between `lo` and `hi`, keeping matching events, stopping
@@ -307,18 +499,14 @@ impl Store {
     async fn query_time_partition(
         &self,
         q: &RangeQuery<'_>,
-        partition: String,
-        lo: Option<String>,
-        hi: &str,
-        wanted: Option<usize>,
+        read: TierRead<'_>,
     ) -> StoreResult<Vec<Event>> {
-        // Recurring masters pass: their occurrences are computed after the read.
-        let mut filter = vec!["(endTime > :a OR startTime >= :a OR isRecurring = :recurring)"];
+        let end_clause = format!("({} > :a OR startTime >= :a)", read.end_attribute);
+        let mut filter = vec![end_clause.as_str()];
         let mut values = vec![
-            (":pk", s(partition)),
-            (":hi", s(hi)),
+            (":pk", s(read.partition)),
+            (":hi", s(read.hi)),
             (":a", s(key_format(q.range.start))),
-            (":recurring", AttributeValue::Bool(true)),
         ];
         if let Some(attendee) = &q.filter.attendee {
             filter.push("contains(attendeeEmails, :attendee)");
@@ -328,13 +516,14 @@ impl Store {
             filter.push("hasConference = :conf");
             values.push((":conf", AttributeValue::Bool(has)));
         }
-        let key_condition = match lo {
+        let key_condition = match read.lo {
             Some(lo) => {
                 values.push((":lo", s(lo)));
                 "timePk = :pk AND timeSk BETWEEN :lo AND :hi"
             }
             None => "timePk = :pk AND timeSk <= :hi",
         };
+        let wanted = read.wanted;
         let mut found = Vec::new();
         let mut start_key = None;
         loop {
@@ -375,14 +564,14 @@ impl Store {
         }
     }
 
-    /// The occurrences of a recurring master that overlap `range`, without those its overrides
-    /// replace or cancel (stored children of the series).
-    pub async fn occurrences(&self, master: &Event, range: TimeRange) -> StoreResult<Vec<Event>> {
-        let children = self.series_children(master).await?;
-        Ok(occurrences_besides(master, &children, range))
+    /// One series ready to expand, with every occurrence its exceptions replace.
+    pub async fn series(&self, master: Event) -> StoreResult<Series> {
+        let children = self.series_children(&master).await?;
+        let replaced = children.iter().filter_map(|k| k.replaces).collect();
+        Ok(Series::new(master, replaced))
     }
 
-    /// The stored children of a series: its overrides and cancelled occurrences.
+    /// The stored children of a series: its exceptions (live, or cancelling an occurrence).
     pub async fn series_children(&self, master: &Event) -> StoreResult<Vec<StoredKey>> {
         let mut keys = self
             .stored_keys(&master.connection_id, &master.event_key)
@@ -390,11 +579,4 @@ impl Store {
         keys.retain(|k| k.parent.as_deref() == Some(master.event_key.as_str()));
         Ok(keys)
     }
-}
-
-/// The occurrences of `master` overlapping `range` that none of its `children` replaces.
-pub fn occurrences_besides(master: &Event, children: &[StoredKey], range: TimeRange) -> Vec<Event> {
-    let replaced: HashSet<chrono::DateTime<Utc>> =
-        children.iter().filter_map(|k| k.original_start).collect();
-    crate::recurrence::occurrences(master, &replaced, range)
 }

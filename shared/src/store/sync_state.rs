@@ -24,6 +24,9 @@ pub struct StoredKey {
     /// For an occurrence override or a cancelled occurrence: its series and original start.
     pub parent: Option<String>,
     pub original_start: Option<DateTime<Utc>>,
+    /// The original start of the occurrence of its series this event replaces (indexed in
+    /// `byOriginalStart`): a live exception, or a cancelled occurrence.
+    pub replaces: Option<DateTime<Utc>>,
 }
 
 /// A held sync lease on a connection: only its owner stores the cursor.
@@ -110,7 +113,7 @@ impl Store {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
                 .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
-                .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime")
+                .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk")
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -135,6 +138,7 @@ impl Store {
                     start_time: instant("startTime"),
                     parent: text("parentEventId"),
                     original_start: instant("originalStartTime"),
+                    replaces: text("originSk").and_then(|k| crate::stream::cursor_start(&k)),
                 });
             }
             start = page.last_evaluated_key;

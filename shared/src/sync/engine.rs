@@ -356,6 +356,22 @@ fn tombstone(mut event: Event, now: DateTime<Utc>) -> Event {
     event
 }
 
+/// A cancelled occurrence: a tombstone child that is never purged (TTL or job), since its
+/// series would show the occurrence again without it.
+fn cancellation(
+    event: Event,
+    parent: String,
+    original_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Event {
+    let mut gone = tombstone(event, now);
+    gone.parent_event_id = Some(parent);
+    gone.original_start_time = Some(original_start);
+    gone.cancels_instance = true;
+    gone.purge_at = None;
+    gone
+}
+
 /// Writes one page: upserts that changed, tombstones; counts exactly.
 async fn apply(
     app: &App,
@@ -452,16 +468,17 @@ async fn apply(
             } => match stored.get(&key) {
                 Some(old) if old.pending_change.is_some() => report.kept_local += 1,
                 Some(old) if !old.is_deleted() => {
-                    let mut gone = tombstone(old.clone(), now);
-                    gone.parent_event_id = Some(parent);
-                    gone.original_start_time = Some(original_start);
-                    writes.push(gone);
+                    writes.push(cancellation(old.clone(), parent, original_start, now));
                     report.deleted += 1;
                     count_delta -= 1;
                 }
+                Some(old) if !old.cancels_instance => {
+                    writes.push(cancellation(old.clone(), parent, original_start, now));
+                    report.written += 1;
+                }
                 Some(_) => report.unchanged += 1,
                 None => {
-                    let mut gone = Event::new(
+                    let gone = Event::new(
                         &conn.user_id,
                         &conn.id,
                         &key,
@@ -469,9 +486,7 @@ async fn apply(
                         (original_start, original_start),
                         now,
                     );
-                    gone.parent_event_id = Some(parent);
-                    gone.original_start_time = Some(original_start);
-                    writes.push(tombstone(gone, now));
+                    writes.push(cancellation(gone, parent, original_start, now));
                     report.written += 1;
                 }
             },

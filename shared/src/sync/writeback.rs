@@ -238,7 +238,10 @@ pub async fn push_pending(
 fn resource(event: &Event) -> String {
     crate::ics::calendar(
         "calsync",
-        std::slice::from_ref(event),
+        &[crate::ics::FeedEvent {
+            event: event.clone(),
+            exdates: Vec::new(),
+        }],
         event.start_time,
         event.end_time + chrono::Duration::days(1),
     )

@@ -81,7 +81,13 @@ async fn provisioning_creates_the_templates_keys_indexes_and_ttl() {
     indexes.sort();
     assert_eq!(
         indexes,
-        ["byProviderId", "byPurge", "bySyncStatus", "byUserTime"]
+        [
+            "byOriginalStart",
+            "byProviderId",
+            "byPurge",
+            "bySyncStatus",
+            "byUserTime"
+        ]
     );
     let ttl = ddb
         .describe_time_to_live()

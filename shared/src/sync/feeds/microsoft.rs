@@ -145,6 +145,7 @@ fn to_event(id: &str, item: &Value) -> Result<Event, String> {
         Some("occurrence" | "exception")
     ) {
         event.parent_event_id = text(item, "/seriesMasterId");
+        event.provider_expanded = true;
         event.original_start_time = text(item, "/originalStart")
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc));
