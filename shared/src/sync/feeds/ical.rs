@@ -516,4 +516,169 @@ DTSTART;TZID=America/New_York:20261111T090000\r\nSTATUS:CANCELLED\r\nEND:VEVENT\
         assert_eq!(duration("PT1H30M"), Some(Duration::minutes(90)));
         assert_eq!(duration("-P1W"), Some(-Duration::weeks(1)));
     }
+
+    fn calendar(body: &str) -> String {
+        format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{body}END:VCALENDAR\r\n")
+    }
+
+    fn upserts(href: &str, body: &str) -> Vec<Event> {
+        parse_calendar_resource(href, &calendar(body))
+            .into_iter()
+            .map(|c| match c {
+                Change::Upsert(e) => *e,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn key(t: chrono::DateTime<Utc>) -> String {
+        crate::time::key_format(t)
+    }
+
+    #[test]
+    fn dtend_before_dtstart_is_swapped_not_malformed() {
+        let e = &upserts(
+            "/s.ics",
+            "BEGIN:VEVENT\r\nUID:s\r\nDTSTART;TZID=Europe/Paris:20231218T234500\r\n\
+             DTEND;TZID=Europe/Paris:20231218T233000\r\nEND:VEVENT\r\n",
+        )[0];
+        assert_eq!(key(e.start_time), "2023-12-18T22:30:00Z");
+        assert_eq!(key(e.end_time), "2023-12-18T22:45:00Z");
+    }
+
+    const EU_RULES: &str = "BEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n\
+DTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n\
+BEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nDTSTART:19701025T030000\r\n\
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n";
+
+    #[test]
+    fn a_custom_vtimezone_is_read_by_its_own_rules() {
+        let body = format!(
+            "BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time (custom)\r\n{EU_RULES}END:VTIMEZONE\r\n\
+             BEGIN:VEVENT\r\nUID:c\r\nDTSTART;TZID=\"W. Europe Standard Time (custom)\":20260701T090000\r\n\
+             DURATION:PT1H\r\nRRULE:FREQ=MONTHLY;COUNT=8\r\n\
+             EXDATE;TZID=\"W. Europe Standard Time (custom)\":20260801T090000\r\nEND:VEVENT\r\n"
+        );
+        let e = &upserts("/c.ics", &body)[0];
+        assert_eq!(key(e.start_time), "2026-07-01T07:00:00Z", "CEST, not UTC");
+        // The series expands in an IANA zone with the same offsets: 09:00 stays 09:00 in winter.
+        let tz: Tz = e.timezone.as_deref().unwrap().parse().unwrap();
+        assert_eq!(
+            tz.offset_from_utc_datetime(&e.start_time.naive_utc()).to_string(),
+            "CEST"
+        );
+        assert!(e
+            .recurrence_rule
+            .as_deref()
+            .unwrap()
+            .contains("EXDATE:20260801T070000Z"));
+        let window = crate::time::TimeRange {
+            start: e.start_time,
+            end: e.start_time + Duration::days(400),
+        };
+        let starts = crate::recurrence::expand_resource("/c.ics", &calendar(&body), window).unwrap();
+        let starts: Vec<String> = starts.into_iter().map(key).collect();
+        assert_eq!(starts.len(), 7, "{starts:?}");
+        assert_eq!(starts[1], "2026-09-01T07:00:00Z");
+        assert_eq!(starts[3], "2026-11-01T08:00:00Z", "CET in November");
+    }
+
+    #[test]
+    fn a_vtimezone_without_an_iana_twin_still_gives_exact_instants() {
+        // +10 until 2024-01-01, +12 until 2024-05-05 08:00, then +10 (no IANA zone does this).
+        let zone = "BEGIN:VTIMEZONE\r\nTZID:MyTimezone\r\nBEGIN:STANDARD\r\nTZOFFSETFROM:+1000\r\n\
+TZOFFSETTO:+1200\r\nDTSTART:20240101T000000\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\n\
+TZOFFSETFROM:+1200\r\nTZOFFSETTO:+1000\r\nDTSTART:20240505T080000\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n";
+        for (local, utc) in [
+            ("20240303T080000", "2024-03-02T20:00:00Z"),
+            ("20240505T070001", "2024-05-04T19:00:01Z"),
+            ("20240505T080001", "2024-05-04T22:00:01Z"),
+        ] {
+            let body = format!(
+                "{zone}BEGIN:VEVENT\r\nUID:m\r\nDTSTART;TZID=MyTimezone:{local}\r\nEND:VEVENT\r\n"
+            );
+            let e = &upserts("/m.ics", &body)[0];
+            assert_eq!(key(e.start_time), utc, "{local}");
+            assert_eq!(e.timezone, None);
+        }
+    }
+
+    #[test]
+    fn globally_unique_tzids_name_their_iana_zone() {
+        let e = &upserts(
+            "/g.ics",
+            "BEGIN:VEVENT\r\nUID:g\r\n\
+             DTSTART;TZID=/freeassociation.sourceforge.net/Europe/Berlin:20200426T140000\r\nEND:VEVENT\r\n",
+        )[0];
+        assert_eq!(key(e.start_time), "2020-04-26T12:00:00Z");
+        assert_eq!(e.timezone.as_deref(), Some("Europe/Berlin"));
+    }
+
+    #[test]
+    fn x_wr_timezone_places_floating_and_utc_series() {
+        let body = "X-WR-TIMEZONE:Europe/Brussels\r\n\
+            BEGIN:VEVENT\r\nUID:f\r\nDTSTART:20210916T210000\r\nDTEND:20210916T224500\r\nEND:VEVENT\r\n";
+        let e = &upserts("/f.ics", body)[0];
+        assert_eq!(key(e.start_time), "2021-09-16T19:00:00Z", "floating in Brussels");
+        let body = "X-WR-TIMEZONE:Europe/Brussels\r\n\
+            BEGIN:VEVENT\r\nUID:u\r\nDTSTART:20210916T190000Z\r\nRRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\n";
+        let e = &upserts("/u.ics", body)[0];
+        assert_eq!(key(e.start_time), "2021-09-16T19:00:00Z");
+        assert_eq!(e.timezone.as_deref(), Some("Europe/Brussels"), "expands at 21:00 local");
+    }
+
+    #[test]
+    fn an_all_day_override_named_by_a_zoned_recurrence_id_replaces_its_date() {
+        let body = "BEGIN:VEVENT\r\nUID:o\r\nDTSTART;VALUE=DATE:20200402\r\nDTEND;VALUE=DATE:20200403\r\n\
+            RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=TH;COUNT=3\r\nEND:VEVENT\r\n\
+            BEGIN:VEVENT\r\nUID:o\r\nRECURRENCE-ID;TZID=GMT Standard Time:20200416T000000\r\n\
+            DTSTART;VALUE=DATE:20200417\r\nDTEND;VALUE=DATE:20200418\r\nEND:VEVENT\r\n";
+        let events = upserts("/o.ics", body);
+        assert_eq!(events[1].event_key, "/o.ics#2020-04-16T00:00:00Z");
+        let window = crate::time::TimeRange {
+            start: events[0].start_time,
+            end: events[0].start_time + Duration::days(60),
+        };
+        let starts: Vec<String> =
+            crate::recurrence::expand_resource("/o.ics", &calendar(body), window)
+                .unwrap()
+                .into_iter()
+                .map(key)
+                .collect();
+        assert_eq!(
+            starts,
+            ["2020-04-02T00:00:00Z", "2020-04-17T00:00:00Z", "2020-04-30T00:00:00Z"],
+            "the moved occurrence once"
+        );
+    }
+
+    #[test]
+    fn rdate_periods_and_zoned_values_become_utc_and_bad_counts_go() {
+        let e = &upserts(
+            "/r.ics",
+            "BEGIN:VEVENT\r\nUID:r\r\nDTSTART;TZID=Europe/Berlin:20230920T210000\r\n\
+             RRULE:FREQ=MONTHLY;COUNT=-1;UNTIL=20231231T000000Z\r\n\
+             RDATE;VALUE=PERIOD;TZID=America/New_York:20231001T090000/20231001T100000,20231002T090000/PT1H\r\n\
+             END:VEVENT\r\n",
+        )[0];
+        let rule = e.recurrence_rule.as_deref().unwrap();
+        assert!(
+            rule.contains("RDATE:20231001T130000Z,20231002T130000Z"),
+            "{rule}"
+        );
+        assert!(!rule.contains("COUNT"), "{rule}");
+    }
+
+    #[test]
+    fn a_resource_of_overrides_only_expands_to_them_once() {
+        let override_ = "BEGIN:VEVENT\r\nUID:x\r\nRECURRENCE-ID:20250428T160000Z\r\n\
+            DTSTART:20250428T160500Z\r\nDURATION:PT1H\r\nEND:VEVENT\r\n";
+        let window = crate::time::TimeRange {
+            start: "2025-01-01T00:00:00Z".parse().unwrap(),
+            end: "2026-01-01T00:00:00Z".parse().unwrap(),
+        };
+        let text = calendar(&format!("{override_}{override_}"));
+        let starts = crate::recurrence::expand_resource("/x.ics", &text, window).unwrap();
+        assert_eq!(starts.into_iter().map(key).collect::<Vec<_>>(), ["2025-04-28T16:05:00Z"]);
+    }
 }
