@@ -198,7 +198,9 @@ fn vendored_dir() -> PathBuf {
 /// The test calendars shipped in the `recurring-ical-events` wheel (LGPL-3.0-or-later, so read
 /// in place from the project venv rather than copied into this repository).
 pub fn recurring_ical_events_dir() -> Option<PathBuf> {
-    let venv = std::env::var("CALSYNC_VENV").ok().filter(|v| !v.is_empty())?;
+    let venv = std::env::var("CALSYNC_VENV")
+        .ok()
+        .filter(|v| !v.is_empty())?;
     let lib = Path::new(&venv).join("lib");
     std::fs::read_dir(lib)
         .ok()?

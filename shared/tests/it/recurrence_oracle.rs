@@ -39,11 +39,11 @@ fn expansion_agrees_with_recurring_ical_events_on_the_corpus() {
     let mut disagreements = Vec::new();
     let mut occurrences = 0;
     for (name, text) in &resources {
-        let ours: Vec<String> = match calsync::recurrence::expand_resource(name, text, windows[name])
-        {
-            Ok(starts) => starts.into_iter().map(key_format).collect(),
-            Err(e) => vec![format!("error: {e}")],
-        };
+        let ours: Vec<String> =
+            match calsync::recurrence::expand_resource(name, text, windows[name]) {
+                Ok(starts) => starts.into_iter().map(key_format).collect(),
+                Err(e) => vec![format!("error: {e}")],
+            };
         occurrences += ours.len();
         if ours != reference[name] {
             disagreements.push(format!(

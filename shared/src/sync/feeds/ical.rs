@@ -318,11 +318,9 @@ fn recurrence_lines(component: &Component<'_>, zones: &Zones, all_day: bool) -> 
                 .filter(|v| !v.is_empty())
                 .filter_map(|v| match time_value(v, tzid, date, zones).ok()? {
                     (EventTime::Date(d), _) if all_day => Some(d.format("%Y%m%d").to_string()),
-                    (time, zone) => Some(
-                        time.to_instant(zone)
-                            .format("%Y%m%dT%H%M%SZ")
-                            .to_string(),
-                    ),
+                    (time, zone) => {
+                        Some(time.to_instant(zone).format("%Y%m%dT%H%M%SZ").to_string())
+                    }
                 })
                 .collect();
             if all_day && values.iter().all(|v| v.len() == 8) {
@@ -391,9 +389,7 @@ pub fn parse_calendar_resource(href: &str, text: &str) -> Vec<Change> {
             reason: "no VEVENT in the resource".into(),
         }];
     }
-    let master = events
-        .iter()
-        .find(|c| prop(c, "RECURRENCE-ID").is_none());
+    let master = events.iter().find(|c| prop(c, "RECURRENCE-ID").is_none());
     let master_uid = master
         .and_then(|c| prop(c, "UID"))
         .map(|p| p.val.as_str().to_owned());
@@ -429,9 +425,8 @@ pub fn parse_calendar_resource(href: &str, text: &str) -> Vec<Change> {
                     _ => Change::Delete { key },
                 };
             }
-            let all_day = prop(component, "DTSTART").is_some_and(|p| {
-                matches!(time(p, &zones), Ok((EventTime::Date(_), _)))
-            });
+            let all_day = prop(component, "DTSTART")
+                .is_some_and(|p| matches!(time(p, &zones), Ok((EventTime::Date(_), _))));
             let lines = recurrence_lines(component, &zones, all_day);
             match event_of(&key, component, &lines, &zones) {
                 Ok(mut event) => {
@@ -564,7 +559,8 @@ RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n";
         // The series expands in an IANA zone with the same offsets: 09:00 stays 09:00 in winter.
         let tz: Tz = e.timezone.as_deref().unwrap().parse().unwrap();
         assert_eq!(
-            tz.offset_from_utc_datetime(&e.start_time.naive_utc()).to_string(),
+            tz.offset_from_utc_datetime(&e.start_time.naive_utc())
+                .to_string(),
             "CEST"
         );
         assert!(e
@@ -576,7 +572,8 @@ RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n";
             start: e.start_time,
             end: e.start_time + Duration::days(400),
         };
-        let starts = crate::recurrence::expand_resource("/c.ics", &calendar(&body), window).unwrap();
+        let starts =
+            crate::recurrence::expand_resource("/c.ics", &calendar(&body), window).unwrap();
         let starts: Vec<String> = starts.into_iter().map(key).collect();
         assert_eq!(starts.len(), 7, "{starts:?}");
         assert_eq!(starts[1], "2026-09-01T07:00:00Z");
@@ -619,17 +616,26 @@ TZOFFSETFROM:+1200\r\nTZOFFSETTO:+1000\r\nDTSTART:20240505T080000\r\nEND:DAYLIGH
         let body = "X-WR-TIMEZONE:Europe/Brussels\r\n\
             BEGIN:VEVENT\r\nUID:f\r\nDTSTART:20210916T210000\r\nDTEND:20210916T224500\r\nEND:VEVENT\r\n";
         let e = &upserts("/f.ics", body)[0];
-        assert_eq!(key(e.start_time), "2021-09-16T19:00:00Z", "floating in Brussels");
+        assert_eq!(
+            key(e.start_time),
+            "2021-09-16T19:00:00Z",
+            "floating in Brussels"
+        );
         let body = "X-WR-TIMEZONE:Europe/Brussels\r\n\
             BEGIN:VEVENT\r\nUID:u\r\nDTSTART:20210916T190000Z\r\nRRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\n";
         let e = &upserts("/u.ics", body)[0];
         assert_eq!(key(e.start_time), "2021-09-16T19:00:00Z");
-        assert_eq!(e.timezone.as_deref(), Some("Europe/Brussels"), "expands at 21:00 local");
+        assert_eq!(
+            e.timezone.as_deref(),
+            Some("Europe/Brussels"),
+            "expands at 21:00 local"
+        );
     }
 
     #[test]
     fn an_all_day_override_named_by_a_zoned_recurrence_id_replaces_its_date() {
-        let body = "BEGIN:VEVENT\r\nUID:o\r\nDTSTART;VALUE=DATE:20200402\r\nDTEND;VALUE=DATE:20200403\r\n\
+        let body =
+            "BEGIN:VEVENT\r\nUID:o\r\nDTSTART;VALUE=DATE:20200402\r\nDTEND;VALUE=DATE:20200403\r\n\
             RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=TH;COUNT=3\r\nEND:VEVENT\r\n\
             BEGIN:VEVENT\r\nUID:o\r\nRECURRENCE-ID;TZID=GMT Standard Time:20200416T000000\r\n\
             DTSTART;VALUE=DATE:20200417\r\nDTEND;VALUE=DATE:20200418\r\nEND:VEVENT\r\n";
@@ -647,7 +653,11 @@ TZOFFSETFROM:+1200\r\nTZOFFSETTO:+1000\r\nDTSTART:20240505T080000\r\nEND:DAYLIGH
                 .collect();
         assert_eq!(
             starts,
-            ["2020-04-02T00:00:00Z", "2020-04-17T00:00:00Z", "2020-04-30T00:00:00Z"],
+            [
+                "2020-04-02T00:00:00Z",
+                "2020-04-17T00:00:00Z",
+                "2020-04-30T00:00:00Z"
+            ],
             "the moved occurrence once"
         );
     }
@@ -679,6 +689,9 @@ TZOFFSETFROM:+1200\r\nTZOFFSETTO:+1000\r\nDTSTART:20240505T080000\r\nEND:DAYLIGH
         };
         let text = calendar(&format!("{override_}{override_}"));
         let starts = crate::recurrence::expand_resource("/x.ics", &text, window).unwrap();
-        assert_eq!(starts.into_iter().map(key).collect::<Vec<_>>(), ["2025-04-28T16:05:00Z"]);
+        assert_eq!(
+            starts.into_iter().map(key).collect::<Vec<_>>(),
+            ["2025-04-28T16:05:00Z"]
+        );
     }
 }

@@ -277,9 +277,11 @@ mod tests {
         );
         assert!(super::resolve("Mars Standard Time").is_none());
         assert_eq!(
-            super::resolve("/freeassociation.sourceforge.net/Tzfile/America/Argentina/Buenos_Aires")
-                .unwrap()
-                .name(),
+            super::resolve(
+                "/freeassociation.sourceforge.net/Tzfile/America/Argentina/Buenos_Aires"
+            )
+            .unwrap()
+            .name(),
             "America/Argentina/Buenos_Aires"
         );
     }
