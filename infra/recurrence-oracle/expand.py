@@ -1,6 +1,8 @@
 """Expands iCalendar resources with recurring-ical-events: the reference calsync must agree with.
 
-Reads JSON from stdin: {"start": ISO, "end": ISO, "resources": {name: ics text}, "repeat": N?}.
+Reads JSON from stdin: {"start": ISO, "end": ISO, "resources": {name: ics text}, "repeat": N?,
+"windows": {name: [start ISO, end ISO]}?} (a resource listed in "windows" is expanded over its own
+window instead of start..end).
 Writes JSON to stdout: {"occurrences": {name: [starts in UTC, "YYYY-MM-DDTHH:MM:SSZ"]},
 "count": occurrences per round, "seconds": time of all rounds (parse + expand)}.
 All-day occurrences are reported as midnight UTC of their date; cancelled ones are left out.
@@ -23,11 +25,21 @@ def utc(value):
     return value.strftime("%Y-%m-%dT00:00:00Z")
 
 
-def expand(resources, start, end):
+def instant(text):
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def expand(resources, start, end, windows):
     out = {}
     for name, text in resources.items():
+        # Each resource is read on its own, as the sync reads it: icalendar caches VTIMEZONEs by
+        # TZID process-wide, so one resource's VTIMEZONE would otherwise decide how another
+        # resource's unknown TZID of the same name is read.
+        icalendar.timezone.tzp.use_default()
         calendar = icalendar.Calendar.from_ical(text)
-        events = recurring_ical_events.of(calendar).between(start, end)
+        # of() also applies X-WR-TIMEZONE (x_wr_timezone.to_standard) before expanding.
+        first, last = windows.get(name, (start, end))
+        events = recurring_ical_events.of(calendar).between(first, last)
         # A cancelled occurrence is not on the calendar (the reference returns it, marked).
         out[name] = sorted(
             utc(e["DTSTART"].dt)
@@ -39,12 +51,16 @@ def expand(resources, start, end):
 
 def main():
     request = json.load(sys.stdin)
-    start = dt.datetime.fromisoformat(request["start"].replace("Z", "+00:00"))
-    end = dt.datetime.fromisoformat(request["end"].replace("Z", "+00:00"))
+    start = instant(request["start"])
+    end = instant(request["end"])
+    windows = {
+        name: (instant(first), instant(last))
+        for name, (first, last) in request.get("windows", {}).items()
+    }
     rounds = max(1, int(request.get("repeat", 1)))
     began = time.perf_counter()
     for _ in range(rounds):
-        occurrences = expand(request["resources"], start, end)
+        occurrences = expand(request["resources"], start, end, windows)
     seconds = time.perf_counter() - began
     count = sum(len(v) for v in occurrences.values())
     json.dump({"occurrences": occurrences, "count": count, "seconds": seconds}, sys.stdout)

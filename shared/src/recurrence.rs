@@ -575,16 +575,22 @@ pub fn expand_resource(
             _ => {}
         }
     }
-    let master = master.ok_or("no master event")?;
-    let mut starts: Vec<DateTime<Utc>> = if master.is_recurring {
-        occurrences(&master, &replaced, range)
+    // The sync stores one event per key: an override written twice is one event (the last).
+    let mut seen = HashSet::new();
+    overrides.reverse();
+    overrides.retain(|o| seen.insert(o.event_key.clone()));
+    // A resource may hold only overrides (the master was not shared): they are the events.
+    let mut starts: Vec<DateTime<Utc>> = match master {
+        Some(master) if master.is_recurring => occurrences(&master, &replaced, range)
             .iter()
             .map(|o| o.start_time)
-            .collect()
-    } else if range.overlaps(master.start_time, master.end_time) {
-        vec![master.start_time]
-    } else {
-        Vec::new()
+            .collect(),
+        Some(master) if range.overlaps(master.start_time, master.end_time) => {
+            vec![master.start_time]
+        }
+        Some(_) => Vec::new(),
+        None if overrides.is_empty() => return Err("no event in the resource".into()),
+        None => Vec::new(),
     };
     starts.extend(
         overrides

@@ -1,6 +1,12 @@
-//! A corpus of real-world recurring events (iCalendar resources) shared by the recurrence
-//! agreement test and the benchmark, and the bridge to the Python reference
-//! (`infra/recurrence-oracle/expand.py`, `recurring-ical-events`).
+//! A corpus of recurring events (iCalendar resources) shared by the recurrence agreement test and
+//! the benchmark, and the bridge to the Python reference (`infra/recurrence-oracle/expand.py`,
+//! `recurring-ical-events`): synthetic series, and the real-world test calendars of the
+//! `icalendar` and `recurring-ical-events` packages (see `infra/devstack/corpus/README.md`), one
+//! resource per file and UID.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// (name, zone or "" for UTC `Z` or "floating", DTSTART local, DURATION, RRULE, extra lines).
 const CORPUS: &[(&str, &str, &str, &str, &str, &str)] = &[
@@ -94,7 +100,9 @@ fn ics(zone: &str, start: &str, duration: &str, rule: &str, extra: &str) -> Stri
     )
 }
 
-/// Every resource of the corpus: (name, iCalendar text).
+/// Every resource of the corpus: (name, iCalendar text). The real-world files are named
+/// `icalendar/<folder>/<file>` (vendored) and `recurring-ical-events/<file>` (read from the
+/// project venv, `$CALSYNC_VENV`), with `~<n>` for the n-th UID of a file holding several.
 pub fn resources() -> Vec<(String, String)> {
     let mut all: Vec<(String, String)> = CORPUS
         .iter()
@@ -103,7 +111,251 @@ pub fn resources() -> Vec<(String, String)> {
         })
         .collect();
     all.extend(with_overrides());
+    all.extend(real_world());
     all
+}
+
+/// Test calendars of the packages that the reference itself cannot read, or that are not about
+/// VEVENT expansion even though they hold VEVENTs; the README says why.
+pub const SKIPPED: &[(&str, &str)] = &[
+    (
+        "recurring-ical-events/bad_rrule_missing_until_event.ics",
+        "the reference rejects its RRULE (UNTL=, a misspelt UNTIL)",
+    ),
+    // Broken syntax: the `icalendar` crate rejects the resource (the sync reports it Malformed),
+    // the reference's parser tolerates it.
+    (
+        "icalendar/calendars/issue_168_input.ics",
+        "syntax: no BEGIN:VCALENDAR",
+    ),
+    (
+        "icalendar/calendars/timezone_rdate.ics",
+        "syntax: a VTIMEZONE is not closed before BEGIN:VEVENT",
+    ),
+    (
+        "icalendar/calendars/issue_350.ics",
+        "syntax: properties after END:VCALENDAR",
+    ),
+    (
+        "icalendar/calendars/issue_351_whitespace_in_property_and_params.ics",
+        "syntax: whitespace inside property and parameter names",
+    ),
+    (
+        "icalendar/calendars/timezone_same_start_and_offset.ics",
+        "syntax: END:VCALENDARD",
+    ),
+    (
+        "recurring-ical-events/issue_201_test_matrix.ics",
+        "syntax: END:VTOOD closes a VTODO (each of its 15 events is rejected with it)",
+    ),
+    (
+        "icalendar/calendars/issue_178_custom_component_contains_other.ics",
+        "its VEVENT is nested in an X- component; the sync reads only top-level VEVENTs",
+    ),
+    // Several VEVENTs of one UID without RECURRENCE-ID (RFC 5545 allows one): the sync keeps one
+    // event per resource, the reference lists each.
+    (
+        "recurring-ical-events/duration.ics",
+        "three VEVENTs of one UID, none with RECURRENCE-ID",
+    ),
+    (
+        "recurring-ical-events/issue_15_duplicated_events.ics",
+        "three VEVENTs of one UID, none with RECURRENCE-ID",
+    ),
+    (
+        "recurring-ical-events/rdate.ics",
+        "three VEVENTs of one UID, none with RECURRENCE-ID",
+    ),
+    // Overrides that carry their own RRULE and win by SEQUENCE (a client's "this and following"
+    // edit written as a new series): calsync reads an override as one moved occurrence.
+    (
+        "recurring-ical-events/issue_148_edge_case_1.ics",
+        "overrides with their own RRULE, ordered by SEQUENCE",
+    ),
+    (
+        "recurring-ical-events/issue_163_deleted_modification.ics",
+        "overrides with their own RRULE, ordered by SEQUENCE",
+    ),
+    (
+        "recurring-ical-events/issue_253_additional_recurrence_id.ics",
+        "overrides with their own RRULE, ordered by SEQUENCE",
+    ),
+    (
+        "recurring-ical-events/issue_75_range_parameter.ics",
+        "RECURRENCE-ID;RANGE=THISANDFUTURE (calsync moves only the one occurrence)",
+    ),
+    (
+        "recurring-ical-events/issue_117_until_before_dtstart.ics",
+        "UNTIL before DTSTART: calsync keeps DTSTART as the first occurrence (RFC 5545 \u{a7}3.8.5.3), the reference drops it",
+    ),
+];
+
+/// The vendored test calendars of `icalendar` (BSD-2-Clause).
+fn vendored_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/icalendar")
+}
+
+/// The test calendars shipped in the `recurring-ical-events` wheel (LGPL-3.0-or-later, so read
+/// in place from the project venv rather than copied into this repository).
+pub fn recurring_ical_events_dir() -> Option<PathBuf> {
+    let venv = std::env::var("CALSYNC_VENV")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let lib = Path::new(&venv).join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| {
+            entry
+                .path()
+                .join("site-packages/recurring_ical_events/test/calendars")
+        })
+        .find(|dir| dir.is_dir())
+}
+
+fn ics_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "ics"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn real_world() -> Vec<(String, String)> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for folder in ["calendars", "events"] {
+        for path in ics_files(&vendored_dir().join(folder)) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((format!("icalendar/{folder}/{name}"), path));
+        }
+    }
+    if let Some(dir) = recurring_ical_events_dir() {
+        for path in ics_files(&dir) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((format!("recurring-ical-events/{name}"), path));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, path) in files {
+        if SKIPPED.iter().any(|(skipped, _)| *skipped == name) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = String::from_utf8_lossy(&bytes);
+        let parts = split_by_uid(&text);
+        let several = parts.len() > 1;
+        for (n, part) in parts.into_iter().enumerate() {
+            let name = if several {
+                format!("{name}~{n:03}")
+            } else {
+                name.clone()
+            };
+            out.push((name, part));
+        }
+    }
+    out
+}
+
+/// One calendar per UID (a series with its overrides, as a CalDAV resource holds it): each keeps
+/// everything outside the VEVENTs (calendar properties, VTIMEZONEs) and its own VEVENTs. A file
+/// without a VEVENT yields nothing.
+pub fn split_by_uid(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut outside: Vec<&str> = Vec::new();
+    let mut first_event_at = None;
+    let mut blocks: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in lines {
+        let bare = line.trim_end();
+        if current.is_none() && bare.eq_ignore_ascii_case("BEGIN:VEVENT") {
+            first_event_at.get_or_insert(outside.len());
+            current = Some(vec![line]);
+            continue;
+        }
+        if let Some(block) = current.as_mut() {
+            block.push(line);
+            if bare.eq_ignore_ascii_case("END:VEVENT") {
+                let block = current.take().unwrap();
+                let uid = uid_of(&block);
+                match blocks.iter_mut().find(|(u, _)| *u == uid) {
+                    Some((_, lines)) => lines.extend(block),
+                    None => blocks.push((uid, block)),
+                }
+            }
+            continue;
+        }
+        outside.push(line);
+    }
+    let at = first_event_at.unwrap_or(outside.len());
+    blocks
+        .into_iter()
+        .map(|(_, block)| {
+            let mut text = String::new();
+            outside[..at].iter().for_each(|l| text.push_str(l));
+            block.iter().for_each(|l| text.push_str(l));
+            outside[at..].iter().for_each(|l| text.push_str(l));
+            text
+        })
+        .collect()
+}
+
+fn starts_with_ignore_case(line: &str, prefix: &str) -> bool {
+    line.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// A VEVENT's UID (unfolded), or "" without one.
+fn uid_of(block: &[&str]) -> String {
+    let mut uid: Option<String> = None;
+    for line in block {
+        match uid.as_mut() {
+            Some(value) if line.starts_with([' ', '\t']) => value.push_str(line[1..].trim_end()),
+            Some(_) => break,
+            None => {
+                if starts_with_ignore_case(line, "UID:") {
+                    uid = Some(line[4..].trim_end().to_owned());
+                }
+            }
+        }
+    }
+    uid.unwrap_or_default()
+}
+
+/// The window a resource is compared over: from January 1st of its first event's DTSTART year
+/// for five years, and at least to the end of its last DTSTART's year. Real-world files span
+/// 1996..2025; an endless daily rule stays well under calsync's per-query occurrence budget.
+pub fn window(text: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let mut in_event = false;
+    let mut years: Vec<i32> = Vec::new();
+    for line in text.lines() {
+        let bare = line.trim_end();
+        if bare.eq_ignore_ascii_case("BEGIN:VEVENT") {
+            in_event = true;
+        } else if bare.eq_ignore_ascii_case("END:VEVENT") {
+            in_event = false;
+        } else if in_event && starts_with_ignore_case(bare, "DTSTART") {
+            let value = bare.rsplit(':').next().unwrap_or_default();
+            if let Some(year) = value.get(..4).and_then(|y| y.parse().ok()) {
+                years.push(year);
+            }
+        }
+    }
+    let first = years.iter().copied().min().unwrap_or(2026);
+    let last = years.iter().copied().max().unwrap_or(2026);
+    let january = |year: i32| {
+        NaiveDate::from_ymd_opt(year, 1, 1)
+            .expect("a year")
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+    };
+    (january(first), january((first + 5).max(last + 1)))
 }
 
 /// Runs the reference on `request` (`{start, end, resources, repeat?}`); returns its JSON answer
