@@ -10,6 +10,7 @@ mod ics_feed;
 
 mod logging;
 mod oauth_flow;
+mod paging;
 mod recurrence;
 mod recurrence_oracle;
 
