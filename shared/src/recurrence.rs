@@ -427,12 +427,36 @@ impl Series {
             Some(rule) => StartsOrSingle::Rule(rule.starts_from(begin)),
             None => StartsOrSingle::Single(Some(self.master.start_time)),
         };
-        Occurrences {
+        let mut occurrences = Occurrences {
             series: self,
             starts,
             range,
             from,
             length,
+            listed: 0,
+            capped: false,
+        };
+        // Said on every page of the range, not only on the one where the cap is reached: a dense
+        // series is walked to the cap once more (at most SERIES_CAP starts).
+        if may_exceed {
+            let mut probe = self.occurrences_unprobed(range, lo);
+            occurrences.capped = probe.by_ref().count() >= SERIES_CAP && probe.capped;
+        }
+        occurrences
+    }
+
+    /// The occurrences from `begin` on, without the cap known in advance.
+    fn occurrences_unprobed(&self, range: TimeRange, begin: DateTime<Utc>) -> Occurrences<'_> {
+        let starts = match &self.rule {
+            Some(rule) => StartsOrSingle::Rule(rule.starts_from(begin)),
+            None => StartsOrSingle::Single(Some(self.master.start_time)),
+        };
+        Occurrences {
+            series: self,
+            starts,
+            range,
+            from: begin,
+            length: self.length(),
             listed: 0,
             capped: false,
         }

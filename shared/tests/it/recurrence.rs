@@ -121,6 +121,11 @@ async fn invalid_rules_are_refused_with_a_reason() {
         (json!(["RRULE:FREQ=MINUTELY"]), "more frequent than daily"),
         (json!(["SUMMARY:hello"]), "unsupported recurrence line"),
         (json!(["RRULE:FREQ=WEEKLY;BYDAY=XX"]), "invalid recurrence"),
+        (json!([dense_rule()]), "86400 occurrences a day"),
+        (
+            json!(["RRULE:FREQ=DAILY;COUNT=100000"]),
+            "COUNT may be at most",
+        ),
     ] {
         let (status, body) = call(&app, send(Method::POST, "/v1/events", &user.token, &json!({
             "calendarId": cal.id, "title": "x", "recurrence": rule,
@@ -139,5 +144,185 @@ async fn invalid_rules_are_refused_with_a_reason() {
     assert_eq!(
         cals["calendars"][0]["eventCount"], 0,
         "nothing half-written"
+    );
+}
+
+/// Every second of every day: the densest rule a provider can send.
+fn dense_rule() -> String {
+    let all = |n: u32| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    format!(
+        "RRULE:FREQ=DAILY;BYHOUR={};BYMINUTE={};BYSECOND={}",
+        all(24),
+        all(60),
+        all(60)
+    )
+}
+
+/// The same rule, arriving by CalDAV sync (a shared calendar another client wrote), is kept
+/// and counted, and every read route answers within the function's timeout with the series
+/// capped and said so; another user's reads are unaffected meanwhile.
+#[tokio::test]
+async fn a_dense_rule_arriving_by_sync_is_kept_capped_and_slows_no_one() {
+    use crate::sync_caldav::{ics, CalDavFixture};
+    // template.yaml's Globals: the API functions' timeout.
+    const FUNCTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+    let fx = CalDavFixture::radicale("dense").await;
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(365))
+        .format("%Y%m%dT000000")
+        .to_string();
+    fx.put(
+        "dense",
+        &ics(
+            "dense@test",
+            "Every second",
+            &year_ago,
+            0,
+            &format!("{}\r\n", dense_rule()),
+        ),
+    )
+    .await;
+    fx.put(
+        "secondly",
+        &ics(
+            "secondly@test",
+            "Secondly",
+            &year_ago,
+            0,
+            "RRULE:FREQ=SECONDLY\r\n",
+        ),
+    )
+    .await;
+    let report = fx.sync().await;
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(fx.event_count().await, 2, "kept");
+
+    let other = register(&fx.app, "dense-neighbour").await;
+    let other_cal = connect(&fx.app, &other, "Own", true).await;
+    let today = chrono::Utc::now().date_naive();
+    let (start, end) = (
+        today.to_string(),
+        (today + chrono::Duration::days(7)).to_string(),
+    );
+    create_event(
+        &fx.app,
+        &other,
+        &other_cal.id,
+        "Neighbour",
+        &format!("{start}T09:00:00Z"),
+        &format!("{start}T10:00:00Z"),
+    )
+    .await;
+
+    let app = &fx.app;
+    let token = fx.user.token.clone();
+    let range = [("start", start.as_str()), ("end", end.as_str())];
+    let timed = |req: calsync::api::ApiRequest| async move {
+        let began = std::time::Instant::now();
+        let (status, body) = call(app, req).await;
+        (status, body, began.elapsed())
+    };
+    let (status, events, took) = timed(query(get("/v1/events", &token), &range)).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert!(took < FUNCTION_TIMEOUT, "/events took {took:?}");
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        250,
+        "a full page"
+    );
+    let series_id = events["events"][0]["recurringEventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let occurrence_id = events["events"][0]["id"].as_str().unwrap().to_owned();
+
+    // Every read route, while the neighbour reads its own week.
+    let feed_url = {
+        let (status, feed) = call(app, send(Method::POST, "/v1/feeds", &token, &json!({}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{feed}");
+        let url = feed["url"].as_str().unwrap();
+        url[url.find("/v1/").unwrap()..].to_owned()
+    };
+    let availability = json!({"start": format!("{start}T00:00:00Z"), "end": format!("{end}T00:00:00Z"),
+        "durationMinutes": 30, "timeZone": "Europe/Paris",
+        "workingHoursStart": "09:00", "workingHoursEnd": "17:00"});
+    let routes = vec![
+        ("events", query(get("/v1/events", &token), &range)),
+        ("series", get(&format!("/v1/events/{series_id}"), &token)),
+        (
+            "occurrence",
+            get(&format!("/v1/events/{occurrence_id}"), &token),
+        ),
+        (
+            "instances",
+            query(
+                get(&format!("/v1/events/{series_id}/instances"), &token),
+                &range,
+            ),
+        ),
+        ("conflicts", query(get("/v1/conflicts", &token), &range)),
+        ("freebusy", query(get("/v1/freebusy", &token), &range)),
+        (
+            "availability",
+            send(Method::POST, "/v1/availability", &token, &availability),
+        ),
+        (
+            "feed",
+            calsync::api::ApiRequest::new(Method::GET, &feed_url),
+        ),
+    ];
+    let neighbour = async {
+        let mut slowest = std::time::Duration::ZERO;
+        for _ in 0..5 {
+            let began = std::time::Instant::now();
+            let titles = titles_in_range(app, &other, &start, &end).await;
+            slowest = slowest.max(began.elapsed());
+            assert_eq!(titles, ["Neighbour"]);
+        }
+        slowest
+    };
+    let dense_reads =
+        futures_util::future::join_all(routes.into_iter().map(|(name, req)| async move {
+            let (status, body, took) = timed(req).await;
+            (name, status, body, took)
+        }));
+    let (answers, neighbour_slowest) = tokio::join!(dense_reads, neighbour);
+    for (name, status, body, took) in &answers {
+        let text = body.to_string();
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "{name}: {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(took < &FUNCTION_TIMEOUT, "{name} took {took:?}");
+        if [
+            "events",
+            "instances",
+            "conflicts",
+            "freebusy",
+            "availability",
+        ]
+        .contains(name)
+        {
+            let capped = body["cappedSeries"].as_array().map_or(0, Vec::len);
+            let text = body.to_string();
+            assert!(
+                capped >= 1,
+                "{name} must say the series was cut: {}",
+                &text[..text.len().min(300)]
+            );
+        }
+    }
+    assert!(
+        neighbour_slowest < FUNCTION_TIMEOUT,
+        "{neighbour_slowest:?}"
+    );
+    println!(
+        "dense rule: {}; neighbour's slowest read {neighbour_slowest:?}",
+        answers
+            .iter()
+            .map(|(name, _, _, took)| format!("{name} {took:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
