@@ -2,7 +2,7 @@
 
 Reads JSON from stdin: {"start": ISO, "end": ISO, "resources": {name: ics text}, "repeat": N?,
 "windows": {name: [start ISO, end ISO]}?} (a resource listed in "windows" is expanded over its own
-window instead of start..end).
+window instead of start..end), "by_uid": true? (each resource's occurrences grouped by UID).
 Writes JSON to stdout: {"occurrences": {name: [starts in UTC, "YYYY-MM-DDTHH:MM:SSZ"]},
 "count": occurrences per round, "seconds": time of all rounds (parse + expand)}.
 All-day occurrences are reported as midnight UTC of their date; cancelled ones are left out.
@@ -29,7 +29,7 @@ def instant(text):
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def expand(resources, start, end, windows):
+def expand(resources, start, end, windows, by_uid=False):
     out = {}
     for name, text in resources.items():
         # Each resource is read on its own, as the sync reads it: icalendar caches VTIMEZONEs by
@@ -39,13 +39,20 @@ def expand(resources, start, end, windows):
         calendar = icalendar.Calendar.from_ical(text)
         # of() also applies X-WR-TIMEZONE (x_wr_timezone.to_standard) before expanding.
         first, last = windows.get(name, (start, end))
-        events = recurring_ical_events.of(calendar).between(first, last)
         # A cancelled occurrence is not on the calendar (the reference returns it, marked).
-        out[name] = sorted(
-            utc(e["DTSTART"].dt)
-            for e in events
+        events = [
+            e
+            for e in recurring_ical_events.of(calendar).between(first, last)
             if e.name == "VEVENT" and str(e.get("STATUS", "")).upper() != "CANCELLED"
-        )
+        ]
+        if by_uid:
+            # A whole calendar (the ICS feed): occurrences grouped by UID.
+            grouped = {}
+            for e in events:
+                grouped.setdefault(str(e.get("UID", "")), []).append(utc(e["DTSTART"].dt))
+            out[name] = {uid: sorted(starts) for uid, starts in grouped.items()}
+        else:
+            out[name] = sorted(utc(e["DTSTART"].dt) for e in events)
     return out
 
 
@@ -60,7 +67,9 @@ def main():
     rounds = max(1, int(request.get("repeat", 1)))
     began = time.perf_counter()
     for _ in range(rounds):
-        occurrences = expand(request["resources"], start, end, windows)
+        occurrences = expand(
+            request["resources"], start, end, windows, bool(request.get("by_uid"))
+        )
     seconds = time.perf_counter() - began
     count = sum(len(v) for v in occurrences.values())
     json.dump({"occurrences": occurrences, "count": count, "seconds": seconds}, sys.stdout)

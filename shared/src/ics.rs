@@ -127,6 +127,21 @@ pub struct FeedEvent {
     /// Original starts of occurrences the series does not have (cancelled, or replaced by an
     /// exception outside the feed).
     pub exdates: Vec<DateTime<Utc>>,
+    /// For an exception: its RECURRENCE-ID is a DATE (the series is all-day), whatever the
+    /// exception itself has become; readers match it against the series' own starts.
+    pub series_all_day: bool,
+}
+
+impl FeedEvent {
+    /// An event with nothing to add.
+    pub fn plain(event: Event) -> Self {
+        let series_all_day = event.is_all_day;
+        Self {
+            event,
+            exdates: Vec::new(),
+            series_all_day,
+        }
+    }
 }
 
 /// One VEVENT.
@@ -149,8 +164,21 @@ fn vevent(out: &mut String, entry: &FeedEvent, stamp: DateTime<Utc>) {
         .original_start_time
         .filter(|_| event.parent_event_id.is_some())
     {
-        let date = event.is_all_day.then(|| original.date_naive());
-        time_property(out, "RECURRENCE-ID", event, original, date, zone);
+        match (entry.series_all_day, zone) {
+            (true, _) => line(
+                out,
+                &format!("RECURRENCE-ID;VALUE=DATE:{}", original.format("%Y%m%d")),
+            ),
+            (false, Some(zone)) => line(
+                out,
+                &format!(
+                    "RECURRENCE-ID;TZID={}:{}",
+                    zone.name(),
+                    original.with_timezone(&zone).format("%Y%m%dT%H%M%S")
+                ),
+            ),
+            (false, None) => line(out, &format!("RECURRENCE-ID:{}", utc_stamp(original))),
+        }
     }
     line(out, &format!("SUMMARY:{}", escape(&event.title)));
     if let Some(description) = &event.description {

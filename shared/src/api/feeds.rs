@@ -9,7 +9,7 @@ use super::events::live_calendars;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::store::{EventFilter, Feed, RangeContents, RangeQuery, Store, StoreError};
 use crate::time::TimeRange;
@@ -19,6 +19,36 @@ const PAST_DAYS: i64 = 30;
 const FUTURE_DAYS: i64 = 365;
 /// The most events and series one feed carries.
 const MAX_FEED_EVENTS: usize = 50_000;
+
+/// The feed of a user's live calendars over `range`: iCalendar text.
+pub async fn render(app: &App, user_id: &str, name: &str, range: TimeRange) -> ApiResult<String> {
+    let live = live_calendars(app, user_id).await?;
+    let calendars = live.keys().cloned().collect();
+    let contents = app
+        .store
+        .range_contents(&RangeQuery {
+            user_id,
+            range,
+            connections: &calendars,
+            filter: &EventFilter::default(),
+            limit: MAX_FEED_EVENTS,
+            after: None,
+        })
+        .await?;
+    if contents.events.len() + contents.series.len() > MAX_FEED_EVENTS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "feed_too_large",
+            format!("more than {MAX_FEED_EVENTS} events and series in the feed's window"),
+        ));
+    }
+    Ok(crate::ics::calendar(
+        name,
+        &feed_entries(contents),
+        range.start,
+        range.end,
+    ))
+}
 
 /// The feed's VEVENTs: each series with an EXDATE for every occurrence its exceptions replace
 /// but that no exception in the feed stands for (cancelled, or moved out of the window), then
@@ -35,39 +65,49 @@ fn feed_entries(contents: RangeContents) -> Vec<crate::ics::FeedEvent> {
             ))
         })
         .collect();
-    let mut entries: Vec<crate::ics::FeedEvent> = contents
+    // Whether each series in the feed is all-day: its exceptions' RECURRENCE-ID takes that form.
+    let series_all_day: HashMap<(&str, &str), bool> = contents
         .series
         .iter()
-        .map(|series| {
-            let master = &series.master;
-            let mut exdates: Vec<DateTime<Utc>> = series
-                .replaced
-                .iter()
-                .copied()
-                .filter(|start| {
-                    !shown.contains(&(
-                        master.connection_id.as_str(),
-                        master.event_key.as_str(),
-                        *start,
-                    ))
-                })
-                .collect();
-            exdates.sort();
-            crate::ics::FeedEvent {
-                event: master.clone(),
-                exdates,
-            }
+        .map(|s| {
+            let m = &s.master;
+            (
+                (m.connection_id.as_str(), m.event_key.as_str()),
+                m.is_all_day,
+            )
         })
         .collect();
-    entries.extend(
-        contents
-            .events
-            .into_iter()
-            .map(|event| crate::ics::FeedEvent {
-                event,
-                exdates: Vec::new(),
-            }),
-    );
+    let mut entries: Vec<crate::ics::FeedEvent> = Vec::new();
+    for series in &contents.series {
+        let master = &series.master;
+        let mut exdates: Vec<DateTime<Utc>> = series
+            .replaced
+            .iter()
+            .copied()
+            .filter(|start| {
+                let key = (
+                    master.connection_id.as_str(),
+                    master.event_key.as_str(),
+                    *start,
+                );
+                !shown.contains(&key)
+            })
+            .collect();
+        exdates.sort();
+        let mut entry = crate::ics::FeedEvent::plain(master.clone());
+        entry.exdates = exdates;
+        entries.push(entry);
+    }
+    for event in &contents.events {
+        let mut entry = crate::ics::FeedEvent::plain(event.clone());
+        if let Some(parent) = event.parent_event_id.as_deref() {
+            // A series outside the window: the exception's own form is the best guess.
+            if let Some(all_day) = series_all_day.get(&(event.connection_id.as_str(), parent)) {
+                entry.series_all_day = *all_day;
+            }
+        }
+        entries.push(entry);
+    }
     entries
 }
 
@@ -131,27 +171,7 @@ pub async fn read(app: &App, _req: &ApiRequest, token: &str) -> ApiResult<ApiRes
         start: now - Duration::days(PAST_DAYS),
         end: now + Duration::days(FUTURE_DAYS),
     };
-    let live = live_calendars(app, &feed.user_id).await?;
-    let calendars = live.keys().cloned().collect();
-    let contents = app
-        .store
-        .range_contents(&RangeQuery {
-            user_id: &feed.user_id,
-            range,
-            connections: &calendars,
-            filter: &EventFilter::default(),
-            limit: MAX_FEED_EVENTS,
-            after: None,
-        })
-        .await?;
-    if contents.events.len() + contents.series.len() > MAX_FEED_EVENTS {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "feed_too_large",
-            format!("more than {MAX_FEED_EVENTS} events and series in the feed's window"),
-        ));
-    }
-    let text = crate::ics::calendar(&feed.name, &feed_entries(contents), range.start, range.end);
+    let text = render(app, &feed.user_id, &feed.name, range).await?;
     Ok(ApiResponse {
         status: StatusCode::OK,
         headers: vec![("cache-control".into(), "private, max-age=300".into())],

@@ -7,6 +7,7 @@ mod calendars;
 mod connections;
 mod events;
 mod feeds;
+pub use feeds::render as render_feed;
 mod input;
 pub mod openapi;
 pub mod routes;

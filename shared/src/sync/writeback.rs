@@ -238,10 +238,7 @@ pub async fn push_pending(
 fn resource(event: &Event) -> String {
     crate::ics::calendar(
         "calsync",
-        &[crate::ics::FeedEvent {
-            event: event.clone(),
-            exdates: Vec::new(),
-        }],
+        &[crate::ics::FeedEvent::plain(event.clone())],
         event.start_time,
         event.end_time + chrono::Duration::days(1),
     )

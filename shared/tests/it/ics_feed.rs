@@ -221,3 +221,176 @@ async fn the_feed_is_valid_icalendar_that_parsers_and_radicale_accept_and_it_can
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(read().await.status, StatusCode::NOT_FOUND);
 }
+
+/// The feed says what `/v1/events` says: the whole recurrence corpus (synthetic and real-world
+/// calendars, moved and cancelled occurrences included) is stored, and over each resource's
+/// window the occurrences an independent reader (`recurring-ical-events`) finds in the feed equal
+/// those the occurrence stream lists, resource by resource. Resources sharing a window share a
+/// user, so each feed holds just them.
+#[tokio::test]
+async fn the_feed_and_the_occurrence_stream_agree_on_the_recurrence_corpus() {
+    use calsync_devstack::recurrence_corpus::{resources, window, SKIPPED};
+    use std::collections::{BTreeMap, HashSet};
+
+    let app = app().await;
+    let skipped: HashSet<&str> = SKIPPED.iter().map(|(name, _)| *name).collect();
+    let mut groups: BTreeMap<(i64, i64), Vec<(usize, String, String)>> = BTreeMap::new();
+    for (n, (name, text)) in resources().into_iter().enumerate() {
+        if !skipped.contains(name.as_str()) {
+            let (start, end) = window(&text);
+            groups
+                .entry((start.timestamp(), end.timestamp()))
+                .or_default()
+                .push((n, name, text));
+        }
+    }
+    let (mut compared, mut occurrences, mut disagreements) = (0, 0, Vec::new());
+    for ((start, end), group) in groups {
+        let range = calsync::time::TimeRange {
+            start: chrono::DateTime::from_timestamp(start, 0).unwrap(),
+            end: chrono::DateTime::from_timestamp(end, 0).unwrap(),
+        };
+        let outcome = compare_feed_and_stream(&app, range, &group).await;
+        compared += outcome.0;
+        occurrences += outcome.1;
+        disagreements.extend(outcome.2);
+    }
+    assert!(compared >= 300, "only {compared} resources compared");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {compared} resources disagree:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    println!("feed agreement: {compared} resources, {occurrences} occurrences, all equal");
+}
+
+/// Stores `resources` (index, name, text) for a new user and compares, over `range`, the
+/// occurrence stream with what the reference reads in the feed: (resources compared,
+/// occurrences, disagreements).
+async fn compare_feed_and_stream(
+    app: &calsync::api::App,
+    range: calsync::time::TimeRange,
+    resources: &[(usize, String, String)],
+) -> (usize, usize, Vec<String>) {
+    use calsync::store::{EventFilter, RangeQuery};
+    use calsync::sync::Change;
+    use calsync::time::key_format;
+    use calsync_devstack::recurrence_corpus::run_oracle;
+    use std::collections::{BTreeMap, HashSet};
+
+    let user = register(app, "feed-corpus").await;
+    let cal = connect(app, &user, "Corpus", true).await;
+    // Each resource under its own href; what the sync would store, stored.
+    let mut names: BTreeMap<String, &str> = BTreeMap::new();
+    let mut stored = Vec::new();
+    for (n, name, text) in resources {
+        let href = format!("/corpus/{n}.ics");
+        let changes = calsync::sync::feeds::parse_calendar_resource(&href, text);
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Malformed { .. }))
+        {
+            continue;
+        }
+        for change in changes {
+            match change {
+                Change::Upsert(mut event) => {
+                    event.user_id = user.id.clone();
+                    event.connection_id = cal.id.clone();
+                    stored.push(*event);
+                }
+                Change::CancelInstance {
+                    key,
+                    parent,
+                    original_start,
+                } => {
+                    let at = (original_start, original_start);
+                    let mut gone = Event::new(&user.id, &cal.id, &key, "-", at, Store::now());
+                    gone.parent_event_id = Some(parent);
+                    gone.original_start_time = Some(original_start);
+                    gone.deleted_at = Some(Store::now());
+                    gone.cancels_instance = true;
+                    stored.push(gone);
+                }
+                _ => {}
+            }
+        }
+        names.insert(href, name);
+    }
+    app.store.put_events(&stored).await.unwrap();
+    // An event's resource: the href its key starts with; the feed's UID names its series key.
+    let resource_of = |e: &Event| e.event_key.split(['#', '@']).next().unwrap().to_owned();
+    let resource_by_uid: BTreeMap<String, String> = stored
+        .iter()
+        .map(|e| {
+            let series = e.parent_event_id.as_deref().unwrap_or(&e.event_key);
+            let uid = format!(
+                "{}-{}@calsync",
+                cal.id,
+                &calsync::ids::sha256_hex(series)[..24]
+            );
+            (uid, resource_of(e))
+        })
+        .collect();
+
+    // The stream, page by page, by resource.
+    let calendars: HashSet<String> = [cal.id.clone()].into();
+    let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = app
+            .store
+            .events_in_range(&RangeQuery {
+                user_id: &user.id,
+                range,
+                connections: &calendars,
+                filter: &EventFilter::default(),
+                limit: 1000,
+                after: after.as_deref(),
+            })
+            .await
+            .unwrap();
+        for e in &page.events {
+            let start = match e.start_date.filter(|_| e.is_all_day) {
+                Some(date) => format!("{date}T00:00:00Z"),
+                None => key_format(e.start_time),
+            };
+            ours.entry(resource_of(e)).or_default().push(start);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    // The feed over the same window, read by the reference.
+    let feed = calsync::api::render_feed(app, &user.id, "corpus", range)
+        .await
+        .unwrap();
+    let request = serde_json::json!({
+        "start": key_format(range.start), "end": key_format(range.end),
+        "resources": {"feed": feed}, "by_uid": true,
+    });
+    let output = run_oracle(&request).expect("python with recurring-ical-events (make venv)");
+    let by_uid: BTreeMap<String, Vec<String>> =
+        serde_json::from_value(output["occurrences"]["feed"].clone()).unwrap();
+    let mut theirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (uid, starts) in by_uid {
+        let href = resource_by_uid.get(&uid).cloned().unwrap_or(uid);
+        theirs.entry(href).or_default().extend(starts);
+    }
+    let (mut occurrences, mut disagreements) = (0, Vec::new());
+    for (href, name) in &names {
+        let mut mine = ours.remove(href).unwrap_or_default();
+        let mut reference = theirs.remove(href).unwrap_or_default();
+        mine.sort();
+        reference.sort();
+        occurrences += mine.len();
+        if mine != reference {
+            disagreements.push(format!(
+                "{name}:\n  stream {mine:?}\n  feed   {reference:?}"
+            ));
+        }
+    }
+    (names.len(), occurrences, disagreements)
+}

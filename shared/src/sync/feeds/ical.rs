@@ -433,6 +433,13 @@ pub fn parse_calendar_resource(href: &str, text: &str) -> Vec<Change> {
                     if let Some(Ok((t, zone))) = override_of {
                         event.parent_event_id = master_uid.clone().map(|_| href.to_owned());
                         event.original_start_time = Some(t.to_instant(zone));
+                        // An override is one occurrence; an RRULE some clients copy onto it is
+                        // not a series of its own (readers ignore it too).
+                        event.is_recurring = false;
+                        event.recurrence_rule = None;
+                        event.recurrence_frequency = None;
+                        event.recurrence_interval = None;
+                        event.recurrence_end_date = None;
                     }
                     Change::Upsert(Box::new(event))
                 }
