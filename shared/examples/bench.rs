@@ -83,6 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = provision(&sdk, &template, "bench-").await?.environment;
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let app = App::new(&sdk, config);
+    // `make bench ONLY=series` (or `-- series`) runs just the series benchmark.
+    if std::env::args().any(|a| a == "series") {
+        return series_at_scale(&app).await;
+    }
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "bench@example.com", "password": "benchmark password", "firstName": "B", "lastName": "M"}));
@@ -182,6 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sync_from_google(&sdk, &template).await?;
     recurrence_speed()?;
     conflict_speed();
+    series_at_scale(&app).await?;
     Ok(())
 }
 
@@ -442,4 +447,291 @@ fn conflict_speed() {
             groups.len()
         );
     }
+}
+
+/// CPU time of this whole process (every thread), from /proc: the function's own work, since
+/// moto runs in another process.
+fn process_cpu() -> std::time::Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    std::time::Duration::from_nanos(total)
+}
+
+/// A series of the benchmark's mix: daily, weekly or monthly; begun up to two years before
+/// 2026; a third ended (COUNT or UNTIL), some with moved and cancelled occurrences.
+fn bench_series(user_id: &str, conn: &str, i: usize, rng: &mut Rng) -> Vec<Event> {
+    let zone = ["Europe/Berlin", "America/New_York", "Asia/Tokyo"][i % 3];
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    let date = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + Duration::days(rng.below(900) as i64);
+    let local = date
+        .and_hms_opt(8 + rng.below(9) as u32, 30 * rng.below(2) as u32, 0)
+        .unwrap();
+    let start = tz
+        .from_local_datetime(&local)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let length = Duration::minutes(30 * (1 + rng.below(3) as i64));
+    let key = format!("series{i:05}");
+    let mut master = Event::new(
+        user_id,
+        conn,
+        &key,
+        &format!("Series {i}"),
+        (start, start + length),
+        Store::now(),
+    );
+    master.timezone = Some(zone.to_owned());
+    let mut rule = ["FREQ=DAILY", "FREQ=WEEKLY", "FREQ=MONTHLY"][i % 3].to_owned();
+    match rng.below(6) {
+        0 => rule.push_str(&format!(";COUNT={}", 10 + rng.below(100))),
+        1 => rule.push_str(&format!(
+            ";UNTIL={}",
+            (start + Duration::days(60 + rng.below(300) as i64)).format("%Y%m%dT%H%M%SZ")
+        )),
+        _ => {}
+    }
+    calsync::recurrence::apply_recurrence(&mut master, &[&format!("RRULE:{rule}")]);
+    let mut out = vec![master.clone()];
+    if rng.below(4) == 0 {
+        let series = calsync::recurrence::Series::new(master.clone(), Default::default());
+        let year = calsync::time::TimeRange {
+            start: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+        };
+        let starts: Vec<_> = series
+            .occurrences(year, year.start)
+            .map(|o| o.start_time)
+            .collect();
+        for (n, original) in starts.iter().step_by(7).take(4).enumerate() {
+            let child_key = format!("{key}_{}", original.format("%Y%m%dT%H%M%SZ"));
+            let moved = *original + Duration::hours(2);
+            let mut child = Event::new(
+                user_id,
+                conn,
+                &child_key,
+                "moved",
+                (moved, moved + length),
+                Store::now(),
+            );
+            child.parent_event_id = Some(key.clone());
+            child.original_start_time = Some(*original);
+            child.timezone = Some(zone.to_owned());
+            if n % 2 == 1 {
+                child.deleted_at = Some(Store::now());
+                child.cancels_instance = true;
+            }
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Issue "Recurring series at scale": one week and 90 days over 10,000 single events in 5
+/// calendars plus 0, 50, 200 and 1,000 series, through the API, following every cursor.
+async fn series_at_scale(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\nseries at scale (GET /v1/events, every page followed; release build, moto)");
+    println!("| series | range | limit | queries | occurrences per query | pages | requests per page (max) | items read per occurrence (worst) | CPU per query | CPU per page | paged = unpaged |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (size, series_count) in [0usize, 50, 200, 1000].into_iter().enumerate() {
+        let email = format!("series{series_count}@bench.example");
+        let register = ApiRequest::new(Method::POST, "/v1/auth/register")
+            .with_json(&serde_json::json!({
+            "email": email, "password": "benchmark password", "firstName": "B", "lastName": "M"}));
+        let session = app.handle(None, register).await.body.ok_or("no body")?;
+        let token = session["token"].as_str().ok_or("no token")?.to_owned();
+        let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+        let mut rng = Rng(0x5EED_0000 + size as u64);
+        let mut connections = Vec::new();
+        for c in 0..CALENDARS {
+            let conn = Connection::new(
+                &user_id,
+                Provider::Google,
+                &format!("s{c}"),
+                &format!("Calendar {c}"),
+                "#3366cc",
+                Store::now(),
+            );
+            app.store.put_connection(&conn).await?;
+            connections.push(conn.id);
+        }
+        let mut items: Vec<Event> = (0..EVENTS)
+            .map(|i| event(&user_id, &connections[i % CALENDARS], i, &mut rng))
+            .collect();
+        for i in 0..series_count {
+            items.extend(bench_series(
+                &user_id,
+                &connections[i % CALENDARS],
+                i,
+                &mut rng,
+            ));
+        }
+        app.store.put_events(&items).await?;
+        for (label, days, windows) in [("1 week", 7, 8), ("90 days", 90, 2)] {
+            for limit in [1000usize, 250] {
+                let (mut pages, mut returned, mut read, mut worst, mut max_requests) =
+                    (0u64, 0u64, 0u64, 0f64, 0u64);
+                let mut total_requests = 0u64;
+                let mut cpu = std::time::Duration::ZERO;
+                let mut identical = true;
+                for w in 0..windows {
+                    let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()
+                        + Duration::days(w * 365 / windows);
+                    let end = start + Duration::days(days);
+                    let mut cursor: Option<String> = None;
+                    let mut ids = Vec::new();
+                    let before_query = app.store.stats();
+                    loop {
+                        let mut req = ApiRequest::new(Method::GET, "/v1/events")
+                            .with_bearer(&token)
+                            .with_query("start", &start.to_string())
+                            .with_query("end", &end.to_string())
+                            .with_query("limit", &limit.to_string());
+                        if let Some(c) = &cursor {
+                            req = req.with_query("cursor", c);
+                        }
+                        let before = app.store.stats();
+                        let cpu_before = process_cpu();
+                        let response = app.handle(None, req).await;
+                        cpu += process_cpu() - cpu_before;
+                        let after = app.store.stats();
+                        let body = response.body.ok_or("no body")?;
+                        let page = body["events"].as_array().ok_or("no events")?;
+                        ids.extend(
+                            page.iter()
+                                .filter_map(|e| e["id"].as_str().map(str::to_owned)),
+                        );
+                        pages += 1;
+                        max_requests = max_requests.max(after.requests - before.requests);
+                        total_requests += after.requests - before.requests;
+                        match body["nextCursor"].as_str() {
+                            Some(next) => cursor = Some(next.to_owned()),
+                            None => break,
+                        }
+                    }
+                    let after_query = app.store.stats();
+                    let items_read = after_query.items_read - before_query.items_read;
+                    returned += ids.len() as u64;
+                    read += items_read;
+                    worst = worst.max(items_read as f64 / ids.len().max(1) as f64);
+                    // The same range paged at another size (333) must list the very same ids.
+                    if limit == 1000 {
+                        let mut other = Vec::new();
+                        let mut cursor: Option<String> = None;
+                        loop {
+                            let mut req = ApiRequest::new(Method::GET, "/v1/events")
+                                .with_bearer(&token)
+                                .with_query("start", &start.to_string())
+                                .with_query("end", &end.to_string())
+                                .with_query("limit", "333");
+                            if let Some(c) = &cursor {
+                                req = req.with_query("cursor", c);
+                            }
+                            let body = app.handle(None, req).await.body.ok_or("no body")?;
+                            other.extend(
+                                body["events"]
+                                    .as_array()
+                                    .ok_or("no events")?
+                                    .iter()
+                                    .filter_map(|e| e["id"].as_str().map(str::to_owned)),
+                            );
+                            match body["nextCursor"].as_str() {
+                                Some(next) => cursor = Some(next.to_owned()),
+                                None => break,
+                            }
+                        }
+                        identical &= other == ids;
+                    }
+                }
+                let queries = windows as u64;
+                println!(
+                    "| {series_count} | {label} | {limit} | {queries} | {:.0} | {pages} | {:.2} ({max_requests}) | {:.3} ({worst:.3}) | {:.1} ms | {:.1} ms | {} |",
+                    returned as f64 / queries as f64,
+                    total_requests as f64 / pages as f64,
+                    read as f64 / returned.max(1) as f64,
+                    cpu.as_secs_f64() * 1000.0 / queries as f64,
+                    cpu.as_secs_f64() * 1000.0 / pages as f64,
+                    if limit == 1000 { if identical { "yes" } else { "NO" } } else { "-" },
+                );
+            }
+        }
+    }
+    densest_rule(app).await
+}
+
+/// The densest rule the API accepts (24 occurrences a day), begun two years ago: a one-week and
+/// a 366-day read, every page followed.
+async fn densest_rule(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+    let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
+        "email": "densest@bench.example", "password": "benchmark password", "firstName": "D", "lastName": "R"}));
+    let session = app.handle(None, register).await.body.ok_or("no body")?;
+    let token = session["token"].as_str().ok_or("no token")?.to_owned();
+    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    let conn = Connection::new(
+        &user_id,
+        Provider::Google,
+        "dense",
+        "Dense",
+        "#3366cc",
+        Store::now(),
+    );
+    app.store.put_connection(&conn).await?;
+    let hours = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(",");
+    let rule = format!("RRULE:FREQ=DAILY;BYHOUR={hours}");
+    let req = ApiRequest::new(Method::POST, "/v1/events")
+        .with_bearer(&token)
+        .with_json(&serde_json::json!({
+        "calendarId": conn.id, "title": "Hourly", "recurrence": [rule],
+        "start": {"dateTime": "2024-01-01T00:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2024-01-01T00:30:00", "timeZone": "Europe/Berlin"}}));
+    let created = app.handle(None, req).await;
+    assert_eq!(
+        created.status,
+        http::StatusCode::CREATED,
+        "{:?}",
+        created.body
+    );
+    for (label, end) in [("1 week", "2026-03-08"), ("366 days", "2027-03-02")] {
+        let (mut pages, mut listed, mut capped) = (0, 0, false);
+        let before = app.store.stats();
+        let cpu_before = process_cpu();
+        let started = std::time::Instant::now();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = ApiRequest::new(Method::GET, "/v1/events")
+                .with_bearer(&token)
+                .with_query("start", "2026-03-01")
+                .with_query("end", end)
+                .with_query("limit", "1000");
+            if let Some(c) = &cursor {
+                req = req.with_query("cursor", c);
+            }
+            let body = app.handle(None, req).await.body.ok_or("no body")?;
+            listed += body["events"].as_array().ok_or("no events")?.len();
+            capped |= body.get("cappedSeries").is_some();
+            pages += 1;
+            match body["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let after = app.store.stats();
+        println!(
+            "densest accepted rule (FREQ=DAILY;BYHOUR=0..23, begun 2024), {label}: {listed} occurrences in {pages} pages (capped: {capped}), {} requests, {} items read, CPU {:.1} ms, wall {:.0} ms",
+            after.requests - before.requests,
+            after.items_read - before.items_read,
+            (process_cpu() - cpu_before).as_secs_f64() * 1000.0,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
 }

@@ -274,33 +274,21 @@ impl Store {
         &self,
         connection_id: &str,
     ) -> StoreResult<std::collections::HashMap<String, String>> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .index_name("byProviderId")
+            .key_condition_expression("aliasPk = :pk")
+            .expression_attribute_values(":pk", s(conn_pk(connection_id)));
         let mut out = std::collections::HashMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.events)
-                .index_name("byProviderId")
-                .key_condition_expression("aliasPk = :pk")
-                .expression_attribute_values(":pk", s(conn_pk(connection_id)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                if let (Some(alias), Some(key)) = (text("aliasSk"), text("eventKey")) {
-                    out.insert(alias, key);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
+        for item in self.query_all(query).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            if let (Some(alias), Some(key)) = (text("aliasSk"), text("eventKey")) {
+                out.insert(alias, key);
             }
         }
+        Ok(out)
     }
 
     /// Events of a connection waiting to be written back, oldest first (seed pattern 5).
@@ -330,8 +318,8 @@ impl Store {
     ///
     /// The series tiers and the exceptions are read first (one Query each, concurrently); the
     /// series' first `limit + 1` occurrences after the cursor bound the page, so the paged tiers
-    /// (concurrently again) read only up to that bound: a page dense with occurrences reads few
-    /// single events it would not return.
+    /// read only up to that bound: a page dense with occurrences reads few single events it would
+    /// not return. Meetings come next, and bound the all-day and multi-day tiers in turn.
     pub async fn events_in_range(&self, q: &RangeQuery<'_>) -> StoreResult<EventPage> {
         let from = q
             .after
@@ -339,30 +327,28 @@ impl Store {
             .unwrap_or(q.range.start);
         let (long, series) = self.series_in_range(q, from).await?;
         let head = stream::series_head(&series, q.range, q.after, q.limit);
-        let hi = match head.occurrences.get(q.limit) {
-            Some((key, _)) => key.clone(),
-            None => key_format(q.range.end),
+        // The page ends at or before the (limit + 1)-th item known so far: each read narrows
+        // the next. Meetings (tier 0) first, then the sparse all-day and multi-day tiers.
+        let mut known: Vec<String> = head.occurrences.iter().map(|(k, _)| k.clone()).collect();
+        let after_cursor = |e: &&Event| q.after.is_none_or(|a| time_sort_key(e).as_str() > a);
+        known.extend(long.iter().filter(after_cursor).map(time_sort_key));
+        let mut bound = |more: &[Event]| {
+            known.extend(more.iter().filter(after_cursor).map(time_sort_key));
+            known.sort_unstable();
+            known.truncate(q.limit + 1);
+            known
+                .get(q.limit)
+                .cloned()
+                .unwrap_or_else(|| key_format(q.range.end))
         };
-        let after = q.after.map(|a| format!("{a}\u{1}"));
-        let wanted = q.limit + 1;
-        let tier = |(suffix, max): (&str, Option<Duration>)| {
-            let lower = max.map(|max| key_format(q.range.start - max));
-            let lo = match (&after, lower) {
-                (Some(a), Some(l)) => Some(if *a > l { a.clone() } else { l }),
-                (a, l) => a.clone().or(l),
-            };
-            self.query_time_partition(
-                q,
-                TierRead {
-                    partition: format!("{}{suffix}", user_pk(q.user_id)),
-                    lo,
-                    hi: hi.clone(),
-                    wanted: Some(wanted),
-                    end_attribute: "endTime",
-                },
-            )
-        };
-        let (t0, t1, t2) = tokio::try_join!(tier(TIERS[0]), tier(TIERS[1]), tier(TIERS[2]))?;
+        let wanted = Some(q.limit + 1);
+        let hi = bound(&[]);
+        let t0 = self.read_tier(q, 0, q.after, &hi, wanted).await?;
+        let hi = bound(&t0);
+        let (t1, t2) = tokio::try_join!(
+            self.read_tier(q, 1, q.after, &hi, wanted),
+            self.read_tier(q, 2, q.after, &hi, wanted)
+        )?;
         let singles = [t0, t1, t2, long].into_iter().flatten();
         let (events, next) = stream::page(head.occurrences, singles, q.after, q.limit);
         Ok(EventPage {
@@ -376,19 +362,8 @@ impl Store {
     pub async fn range_contents(&self, q: &RangeQuery<'_>) -> StoreResult<RangeContents> {
         let (long, series) = self.series_in_range(q, q.range.start).await?;
         let hi = key_format(q.range.end);
-        let tier = |(suffix, max): (&str, Option<Duration>)| {
-            self.query_time_partition(
-                q,
-                TierRead {
-                    partition: format!("{}{suffix}", user_pk(q.user_id)),
-                    lo: max.map(|max| key_format(q.range.start - max)),
-                    hi: hi.clone(),
-                    wanted: None,
-                    end_attribute: "endTime",
-                },
-            )
-        };
-        let (t0, t1, t2) = tokio::try_join!(tier(TIERS[0]), tier(TIERS[1]), tier(TIERS[2]))?;
+        let tier = |index| self.read_tier(q, index, None, &hi, None);
+        let (t0, t1, t2) = tokio::try_join!(tier(0), tier(1), tier(2))?;
         let mut events: Vec<Event> = [t0, t1, t2, long].into_iter().flatten().collect();
         events.sort_by_cached_key(time_sort_key);
         Ok(RangeContents { series, events })
@@ -402,22 +377,11 @@ impl Store {
         from: DateTime<Utc>,
     ) -> StoreResult<(Vec<Event>, Vec<Series>)> {
         let hi = key_format(q.range.end);
-        let tier = |(suffix, max): (&str, Option<Duration>)| {
-            self.query_time_partition(
-                q,
-                TierRead {
-                    partition: format!("{}{suffix}", user_pk(q.user_id)),
-                    lo: max.map(|max| key_format(q.range.start - max)),
-                    hi: hi.clone(),
-                    wanted: None,
-                    end_attribute: "spanEnd",
-                },
-            )
-        };
+        let tier = |index| self.read_tier(q, index, None, &hi, None);
         let exceptions_from = (q.range.start - EXCEPTION_LOOKBACK).max(from);
         let (t3, t4, mut replaced) = tokio::try_join!(
-            tier(TIERS[3]),
-            tier(TIERS[4]),
+            tier(3),
+            tier(4),
             self.replaced_occurrences(q.user_id, exceptions_from, q.range.end)
         )?;
         let (masters, long): (Vec<Event>, Vec<Event>) =
@@ -450,6 +414,38 @@ impl Store {
         Ok((long, series))
     }
 
+    /// Reads tier `index` of the range from `max(A - the tier's longest, after the cursor)` to
+    /// `hi`, stopping once `wanted` matching items are found.
+    async fn read_tier(
+        &self,
+        q: &RangeQuery<'_>,
+        index: usize,
+        after: Option<&str>,
+        hi: &str,
+        wanted: Option<usize>,
+    ) -> StoreResult<Vec<Event>> {
+        let (suffix, max) = TIERS[index];
+        let lower = max.map(|max| key_format(q.range.start - max));
+        // "\u{1}" sorts right after the cursor key and before any key it is a prefix of.
+        let after = after.map(|a| format!("{a}\u{1}"));
+        let lo = match (after, lower) {
+            (Some(a), Some(l)) => Some(a.max(l)),
+            (a, l) => a.or(l),
+        };
+        let read = TierRead {
+            partition: format!("{}{suffix}", user_pk(q.user_id)),
+            lo,
+            hi: hi.to_owned(),
+            wanted,
+            end_attribute: if index < PAGED_TIERS {
+                "endTime"
+            } else {
+                "spanEnd"
+            },
+        };
+        self.query_time_partition(q, read).await
+    }
+
     /// The original starts of the user's series occurrences that exceptions replace, with an
     /// original start in `[from, to)`, by (connection, series key).
     async fn replaced_occurrences(
@@ -458,40 +454,28 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<HashMap<(String, String), HashSet<DateTime<Utc>>>> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .index_name("byOriginalStart")
+            .key_condition_expression("originPk = :pk AND originSk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":lo", s(key_format(from)))
+            .expression_attribute_values(":hi", s(key_format(to)));
         let mut out: HashMap<(String, String), HashSet<DateTime<Utc>>> = HashMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.events)
-                .index_name("byOriginalStart")
-                .key_condition_expression("originPk = :pk AND originSk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":lo", s(key_format(from)))
-                .expression_attribute_values(":hi", s(key_format(to)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-                let original = text("originSk").and_then(|k| stream::cursor_start(k));
-                if let (Some(connection), Some(parent), Some(original)) =
-                    (text("connectionId"), text("parentEventId"), original)
-                {
-                    out.entry((connection.clone(), parent.clone()))
-                        .or_default()
-                        .insert(original);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
+        for item in self.query_all(query).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+            let original = text("originSk").and_then(|k| stream::cursor_start(k));
+            if let (Some(connection), Some(parent), Some(original)) =
+                (text("connectionId"), text("parentEventId"), original)
+            {
+                out.entry((connection.clone(), parent.clone()))
+                    .or_default()
+                    .insert(original);
             }
         }
+        Ok(out)
     }
 
     /// Reads one byUserTime partition between `lo` and `hi`, keeping matching events, stopping
@@ -529,9 +513,11 @@ impl Store {
         loop {
             // Ask for about what is still wanted: a filter drops few items, so this reads little
             // past the page, and the loop continues when it drops more.
+            let filtered = q.filter.attendee.is_some() || q.filter.has_conference.is_some();
             let page_limit = wanted.map(|w| {
                 let remaining = w.saturating_sub(found.len()).max(1);
-                i32::try_from(remaining + remaining / 8 + 1).unwrap_or(i32::MAX)
+                let slack = if filtered { remaining / 8 } else { 0 };
+                i32::try_from(remaining + slack).unwrap_or(i32::MAX)
             });
             let mut query = self
                 .ddb

@@ -91,6 +91,31 @@ async fn the_feed_is_valid_icalendar_that_parsers_and_radicale_accept_and_it_can
     assert_eq!(response.status, StatusCode::OK);
     let (content_type, text) = response.raw.clone().unwrap();
     assert!(content_type.starts_with("text/calendar"));
+    // The time zones are the same from one request to the next (they carried the current
+    // minute and second once); only DTSTAMP may change.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = read().await.raw.unwrap().1;
+    let without_stamps = |t: &str| {
+        t.split("\r\n")
+            .filter(|l| !l.starts_with("DTSTAMP:"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    assert_eq!(
+        without_stamps(&text),
+        without_stamps(&again),
+        "the feed is stable"
+    );
+    let mut in_zone = false;
+    for l in text.split("\r\n") {
+        in_zone = (in_zone || l == "BEGIN:VTIMEZONE") && l != "END:VTIMEZONE";
+        if in_zone && l.starts_with("DTSTART:") {
+            assert!(
+                l.ends_with("00"),
+                "an observance starts on a whole minute: {l}"
+            );
+        }
+    }
     assert!(text.ends_with("END:VCALENDAR\r\n"));
     for physical in text.split("\r\n") {
         assert!(
@@ -234,7 +259,9 @@ async fn the_feed_and_the_occurrence_stream_agree_on_the_recurrence_corpus() {
 
     let app = app().await;
     let skipped: HashSet<&str> = SKIPPED.iter().map(|(name, _)| *name).collect();
-    let mut groups: BTreeMap<(i64, i64), Vec<(usize, String, String)>> = BTreeMap::new();
+    // Resources (index, name, text) by window (start, end in epoch seconds).
+    type Group = Vec<(usize, String, String)>;
+    let mut groups: BTreeMap<(i64, i64), Group> = BTreeMap::new();
     for (n, (name, text)) in resources().into_iter().enumerate() {
         if !skipped.contains(name.as_str()) {
             let (start, end) = window(&text);

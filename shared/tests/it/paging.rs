@@ -83,7 +83,7 @@ fn single(rng: &mut Rng, user: &str, calendar: &str, n: usize) -> Event {
         0..=54 => event.end_time = start + Duration::minutes(15 * (1 + rng.below(8)) as i64),
         55..=59 => {}
         60..=69 => event.end_time = start + Duration::hours(4 + rng.below(22) as i64),
-        70..=86 | 87..=92 => {
+        70..=92 => {
             let days = if rng.below(100) < 80 {
                 1
             } else {
