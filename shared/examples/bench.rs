@@ -83,9 +83,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = provision(&sdk, &template, "bench-").await?.environment;
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let app = App::new(&sdk, config);
-    // `make bench ONLY=series` (or `-- series`) runs just the series benchmark.
-    if std::env::args().any(|a| a == "series") {
-        return series_at_scale(&app).await;
+    // `-- series [SIZES...]` runs just the series benchmark (at those sizes).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "series") {
+        let sizes: Vec<usize> = args[1..].iter().filter_map(|a| a.parse().ok()).collect();
+        return series_at_scale(&app, &sizes).await;
     }
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
@@ -186,7 +188,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sync_from_google(&sdk, &template).await?;
     recurrence_speed()?;
     conflict_speed();
-    series_at_scale(&app).await?;
+    series_at_scale(&app, &[]).await?;
     Ok(())
 }
 
@@ -538,11 +540,14 @@ fn bench_series(user_id: &str, conn: &str, i: usize, rng: &mut Rng) -> Vec<Event
 
 /// Issue "Recurring series at scale": one week and 90 days over 10,000 single events in 5
 /// calendars plus 0, 50, 200 and 1,000 series, through the API, following every cursor.
-async fn series_at_scale(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::error::Error>> {
     println!("\nseries at scale (GET /v1/events, every page followed; release build, moto)");
     println!("| series | range | limit | queries | occurrences per query | pages | requests per page (max) | items read per occurrence (worst) | CPU per query | CPU per page | paged = unpaged |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (size, series_count) in [0usize, 50, 200, 1000].into_iter().enumerate() {
+        if !only.is_empty() && !only.contains(&series_count) {
+            continue;
+        }
         let email = format!("series{series_count}@bench.example");
         let register = ApiRequest::new(Method::POST, "/v1/auth/register")
             .with_json(&serde_json::json!({

@@ -9,7 +9,8 @@
 //! walk from their start within [`SKIP_BUDGET`]; one series lists at most [`SERIES_CAP`]
 //! occurrences per range, and callers report when it was cut.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -395,7 +396,7 @@ pub fn apply_recurrence(event: &mut crate::model::Event, lines: &[&str]) {
 /// rule cannot be expanded: the master then stands alone at its first start.
 pub struct Series {
     pub master: Event,
-    pub rule: Option<Rule>,
+    pub rule: Option<Arc<Rule>>,
     pub replaced: HashSet<DateTime<Utc>>,
 }
 
@@ -520,16 +521,45 @@ impl Iterator for Occurrences<'_> {
 }
 
 /// The master's validated rule, if it has one we can expand.
-pub fn rule_of(master: &Event) -> Option<Rule> {
+///
+/// Parsed rules are kept per process, keyed by everything the parse reads (the rule text, the
+/// first start, the zone, the all-day date): every page of a range reads the same series again,
+/// and a warm function serves a user's pages one after another. The key is the content, so a
+/// changed series is a new key, never a stale rule.
+pub fn rule_of(master: &Event) -> Option<Arc<Rule>> {
+    type Key = (String, DateTime<Utc>, Option<String>, Option<NaiveDate>);
+    static PARSED: Mutex<Option<HashMap<Key, Option<Arc<Rule>>>>> = Mutex::new(None);
+    const KEEP: usize = 4096;
+    let lines = master.recurrence_rule.as_deref()?;
+    let all_day = master.is_all_day.then_some(master.start_date).flatten();
+    let key: Key = (
+        lines.to_owned(),
+        master.start_time,
+        master.timezone.clone(),
+        all_day,
+    );
+    if let Some(found) = PARSED
+        .lock()
+        .ok()
+        .and_then(|cache| cache.as_ref()?.get(&key).cloned())
+    {
+        return found;
+    }
     let zone = master
         .timezone
         .as_deref()
         .and_then(|z| z.parse::<Tz>().ok());
-    let all_day = master.is_all_day.then_some(master.start_date).flatten();
-    master
-        .recurrence_rule
-        .as_deref()
-        .and_then(|lines| Rule::parse(master.start_time, zone, all_day, lines).ok())
+    let rule = Rule::parse(master.start_time, zone, all_day, lines)
+        .ok()
+        .map(Arc::new);
+    if let Ok(mut cache) = PARSED.lock() {
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if cache.len() >= KEEP {
+            cache.clear();
+        }
+        cache.insert(key, rule.clone());
+    }
+    rule
 }
 
 /// The end of the last occurrence of a series, or `None` if it has no end. A rule we cannot
