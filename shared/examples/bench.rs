@@ -581,8 +581,13 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
             ));
         }
         app.store.put_events(&items).await?;
-        for (label, days, windows) in [("1 week", 7, 8), ("90 days", 90, 2)] {
-            for limit in [1000usize, 250] {
+        // 90-day reads are paged at 1,000 only: at 250 they cost what the 1-week rows show, and
+        // moto takes minutes a range.
+        for (label, days, windows, limits) in [
+            ("1 week", 7, 8, &[1000usize, 250][..]),
+            ("90 days", 90, 2, &[1000][..]),
+        ] {
+            for &limit in limits {
                 let (mut pages, mut returned, mut read, mut worst, mut max_requests) =
                     (0u64, 0u64, 0u64, 0f64, 0u64);
                 let mut total_requests = 0u64;
@@ -629,7 +634,7 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
                     read += items_read;
                     worst = worst.max(items_read as f64 / ids.len().max(1) as f64);
                     // The same range paged at another size (333) must list the very same ids.
-                    if limit == 1000 {
+                    if limit == 1000 && (days == 7 || w == 0) {
                         let mut other = Vec::new();
                         let mut cursor: Option<String> = None;
                         loop {
