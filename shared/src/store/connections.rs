@@ -83,31 +83,19 @@ impl Store {
 
     /// Every connection of a user, deleted ones included (callers decide what to show).
     pub async fn connections(&self, user_id: &str) -> StoreResult<Vec<Connection>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.connections)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":conn", s("CONN#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                out.push(from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.connections)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":conn", s("CONN#"))
+            .consistent_read(true);
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 
     pub async fn connection(&self, user_id: &str, id: &str) -> StoreResult<Option<Connection>> {

@@ -103,49 +103,37 @@ impl Store {
         connection_id: &str,
         prefix: &str,
     ) -> StoreResult<Vec<StoredKey>> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.events)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
+            .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
+            .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk")
+            .consistent_read(true);
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .ddb
-                .query()
-                .table_name(&self.events)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
-                .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
-                .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            self.stats
-                .read(u64::try_from(page.scanned_count).unwrap_or(0));
-            for item in page.items.unwrap_or_default() {
-                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                let instant = |name: &str| {
-                    text(name)
-                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                        .map(|t| t.with_timezone(&Utc))
-                };
-                let Some(event_key) = text("eventKey") else {
-                    continue;
-                };
-                out.push(StoredKey {
-                    event_key,
-                    live: !item.contains_key("deletedAt"),
-                    pending: item.contains_key("pendingChange"),
-                    start_time: instant("startTime"),
-                    parent: text("parentEventId"),
-                    original_start: instant("originalStartTime"),
-                    replaces: text("originSk").and_then(|k| crate::stream::cursor_start(&k)),
-                });
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
+        for item in self.query_all(query).await? {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let instant = |name: &str| {
+                text(name)
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            };
+            let Some(event_key) = text("eventKey") else {
+                continue;
+            };
+            out.push(StoredKey {
+                event_key,
+                live: !item.contains_key("deletedAt"),
+                pending: item.contains_key("pendingChange"),
+                start_time: instant("startTime"),
+                parent: text("parentEventId"),
+                original_start: instant("originalStartTime"),
+                replaces: text("originSk").and_then(|k| crate::stream::cursor_start(&k)),
+            });
         }
+        Ok(out)
     }
 
     /// Takes the connection's sync lease unless another worker holds an unexpired one.
