@@ -321,10 +321,7 @@ impl Store {
     /// read only up to that bound: a page dense with occurrences reads few single events it would
     /// not return. Meetings come next, and bound the all-day and multi-day tiers in turn.
     pub async fn events_in_range(&self, q: &RangeQuery<'_>) -> StoreResult<EventPage> {
-        let from = q
-            .after
-            .and_then(stream::cursor_start)
-            .unwrap_or(q.range.start);
+        let from = q.after.and_then(stream::cursor_start);
         let (long, series) = self.series_in_range(q, from).await?;
         let head = stream::series_head(&series, q.range, q.after, q.limit);
         // The page ends at or before the (limit + 1)-th item known so far: each read narrows
@@ -360,7 +357,7 @@ impl Store {
 
     /// Everything stored for a range, unexpanded (see [`RangeContents`]).
     pub async fn range_contents(&self, q: &RangeQuery<'_>) -> StoreResult<RangeContents> {
-        let (long, series) = self.series_in_range(q, q.range.start).await?;
+        let (long, series) = self.series_in_range(q, None).await?;
         let hi = key_format(q.range.end);
         let tier = |index| self.read_tier(q, index, None, &hi, None);
         let (t0, t1, t2) = tokio::try_join!(tier(0), tier(1), tier(2))?;
@@ -369,16 +366,19 @@ impl Store {
         Ok(RangeContents { series, events })
     }
 
-    /// The long tiers (whole) and the exceptions of the range from `from` on: the events longer
-    /// than a week, and the series with the occurrences their exceptions replace.
+    /// The long tiers (whole) and the exceptions of the range (from the cursor's start on, if
+    /// any): the events longer than a week, and the series with the occurrences their
+    /// exceptions replace. Occurrences overlapping the range may start before it, so without a
+    /// cursor the exceptions are read from the look-back on.
     async fn series_in_range(
         &self,
         q: &RangeQuery<'_>,
-        from: DateTime<Utc>,
+        cursor_start: Option<DateTime<Utc>>,
     ) -> StoreResult<(Vec<Event>, Vec<Series>)> {
         let hi = key_format(q.range.end);
         let tier = |index| self.read_tier(q, index, None, &hi, None);
-        let exceptions_from = (q.range.start - EXCEPTION_LOOKBACK).max(from);
+        let lookback = q.range.start - EXCEPTION_LOOKBACK;
+        let exceptions_from = cursor_start.map_or(lookback, |c| c.max(lookback));
         let (t3, t4, mut replaced) = tokio::try_join!(
             tier(3),
             tier(4),

@@ -314,10 +314,7 @@ fn expected(world: &World, range: TimeRange, filters: &Filters) -> Vec<Expected>
 
 #[tokio::test]
 async fn following_cursors_gives_exactly_the_unpaged_answer() {
-    let seed: u64 = std::env::var("CALSYNC_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| Utc::now().timestamp_micros() as u64 | 1);
+    let seed = crate::sync_caldav::seed();
     println!("paging property test: CALSYNC_SEED={seed}");
     let mut rng = Rng(seed);
     let app = app().await;
