@@ -424,30 +424,19 @@ impl Series {
             r.bound_between(lo, range.end) > u64::try_from(SERIES_CAP).unwrap_or(u64::MAX)
         });
         let begin = if may_exceed { lo } else { lo.max(from) };
-        let starts = match &self.rule {
-            Some(rule) => StartsOrSingle::Rule(rule.starts_from(begin)),
-            None => StartsOrSingle::Single(Some(self.master.start_time)),
-        };
-        let mut occurrences = Occurrences {
-            series: self,
-            starts,
-            range,
-            from,
-            length,
-            listed: 0,
-            capped: false,
-        };
+        let mut occurrences = self.walk(range, begin, from);
         // Said on every page of the range, not only on the one where the cap is reached: a dense
         // series is walked to the cap once more (at most SERIES_CAP starts).
         if may_exceed {
-            let mut probe = self.occurrences_unprobed(range, lo);
-            occurrences.capped = probe.by_ref().count() >= SERIES_CAP && probe.capped;
+            let mut probe = self.walk(range, lo, lo);
+            probe.by_ref().for_each(drop);
+            occurrences.capped = probe.capped;
         }
         occurrences
     }
 
-    /// The occurrences from `begin` on, without the cap known in advance.
-    fn occurrences_unprobed(&self, range: TimeRange, begin: DateTime<Utc>) -> Occurrences<'_> {
+    /// The occurrences overlapping `range`, the rule walked from `begin`, listed from `from` on.
+    fn walk(&self, range: TimeRange, begin: DateTime<Utc>, from: DateTime<Utc>) -> Occurrences<'_> {
         let starts = match &self.rule {
             Some(rule) => StartsOrSingle::Rule(rule.starts_from(begin)),
             None => StartsOrSingle::Single(Some(self.master.start_time)),
@@ -456,7 +445,7 @@ impl Series {
             series: self,
             starts,
             range,
-            from: begin,
+            from,
             length: self.length(),
             listed: 0,
             capped: false,
