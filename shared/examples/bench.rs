@@ -597,36 +597,15 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
                     let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()
                         + Duration::days(w * 365 / windows);
                     let end = start + Duration::days(days);
-                    let mut cursor: Option<String> = None;
-                    let mut ids = Vec::new();
                     let before_query = app.store.stats();
-                    loop {
-                        let mut req = ApiRequest::new(Method::GET, "/v1/events")
-                            .with_bearer(&token)
-                            .with_query("start", &start.to_string())
-                            .with_query("end", &end.to_string())
-                            .with_query("limit", &limit.to_string());
-                        if let Some(c) = &cursor {
-                            req = req.with_query("cursor", c);
-                        }
-                        let before = app.store.stats();
-                        let cpu_before = process_cpu();
-                        let response = app.handle(None, req).await;
-                        cpu += process_cpu() - cpu_before;
-                        let after = app.store.stats();
-                        let body = response.body.ok_or("no body")?;
-                        let page = body["events"].as_array().ok_or("no events")?;
-                        ids.extend(
-                            page.iter()
-                                .filter_map(|e| e["id"].as_str().map(str::to_owned)),
-                        );
+                    let read_pages =
+                        pages_of(app, &token, &start.to_string(), &end.to_string(), limit).await?;
+                    let ids = ids_of(&read_pages);
+                    for page in &read_pages {
+                        cpu += page.cpu;
                         pages += 1;
-                        max_requests = max_requests.max(after.requests - before.requests);
-                        total_requests += after.requests - before.requests;
-                        match body["nextCursor"].as_str() {
-                            Some(next) => cursor = Some(next.to_owned()),
-                            None => break,
-                        }
+                        max_requests = max_requests.max(page.requests);
+                        total_requests += page.requests;
                     }
                     let after_query = app.store.stats();
                     let items_read = after_query.items_read - before_query.items_read;
@@ -635,30 +614,10 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
                     worst = worst.max(items_read as f64 / ids.len().max(1) as f64);
                     // The same range paged at another size (333) must list the very same ids.
                     if limit == 1000 && (days == 7 || w == 0) {
-                        let mut other = Vec::new();
-                        let mut cursor: Option<String> = None;
-                        loop {
-                            let mut req = ApiRequest::new(Method::GET, "/v1/events")
-                                .with_bearer(&token)
-                                .with_query("start", &start.to_string())
-                                .with_query("end", &end.to_string())
-                                .with_query("limit", "333");
-                            if let Some(c) = &cursor {
-                                req = req.with_query("cursor", c);
-                            }
-                            let body = app.handle(None, req).await.body.ok_or("no body")?;
-                            other.extend(
-                                body["events"]
-                                    .as_array()
-                                    .ok_or("no events")?
-                                    .iter()
-                                    .filter_map(|e| e["id"].as_str().map(str::to_owned)),
-                            );
-                            match body["nextCursor"].as_str() {
-                                Some(next) => cursor = Some(next.to_owned()),
-                                None => break,
-                            }
-                        }
+                        let other =
+                            pages_of(app, &token, &start.to_string(), &end.to_string(), 333)
+                                .await?;
+                        let other = ids_of(&other);
                         identical &= other == ids;
                     }
                 }
@@ -711,37 +670,76 @@ async fn densest_rule(app: &App) -> Result<(), Box<dyn std::error::Error>> {
         created.body
     );
     for (label, end) in [("1 week", "2026-03-08"), ("366 days", "2027-03-02")] {
-        let (mut pages, mut listed, mut capped) = (0, 0, false);
         let before = app.store.stats();
-        let cpu_before = process_cpu();
         let started = std::time::Instant::now();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut req = ApiRequest::new(Method::GET, "/v1/events")
-                .with_bearer(&token)
-                .with_query("start", "2026-03-01")
-                .with_query("end", end)
-                .with_query("limit", "1000");
-            if let Some(c) = &cursor {
-                req = req.with_query("cursor", c);
-            }
-            let body = app.handle(None, req).await.body.ok_or("no body")?;
-            listed += body["events"].as_array().ok_or("no events")?.len();
-            capped |= body.get("cappedSeries").is_some();
-            pages += 1;
-            match body["nextCursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => break,
-            }
-        }
+        let read_pages = pages_of(app, &token, "2026-03-01", end, 1000).await?;
+        let pages = read_pages.len();
+        let listed = ids_of(&read_pages).len();
+        let capped = read_pages
+            .iter()
+            .any(|p| p.body.get("cappedSeries").is_some());
+        let cpu: std::time::Duration = read_pages.iter().map(|p| p.cpu).sum();
         let after = app.store.stats();
         println!(
             "densest accepted rule (FREQ=DAILY;BYHOUR=0..23, begun 2024), {label}: {listed} occurrences in {pages} pages (capped: {capped}), {} requests, {} items read, CPU {:.1} ms, wall {:.0} ms",
             after.requests - before.requests,
             after.items_read - before.items_read,
-            (process_cpu() - cpu_before).as_secs_f64() * 1000.0,
+            cpu.as_secs_f64() * 1000.0,
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
     Ok(())
+}
+
+/// One page of `GET /v1/events`, with the DynamoDB requests and the CPU it cost.
+struct PageRead {
+    body: serde_json::Value,
+    requests: u64,
+    cpu: std::time::Duration,
+}
+
+/// Every page of a range read, following `nextCursor`.
+async fn pages_of(
+    app: &App,
+    token: &str,
+    start: &str,
+    end: &str,
+    limit: usize,
+) -> Result<Vec<PageRead>, Box<dyn std::error::Error>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = ApiRequest::new(Method::GET, "/v1/events")
+            .with_bearer(token)
+            .with_query("start", start)
+            .with_query("end", end)
+            .with_query("limit", &limit.to_string());
+        if let Some(c) = &cursor {
+            req = req.with_query("cursor", c);
+        }
+        let before = app.store.stats();
+        let cpu_before = process_cpu();
+        let response = app.handle(None, req).await;
+        let cpu = process_cpu() - cpu_before;
+        let requests = app.store.stats().requests - before.requests;
+        let body = response.body.ok_or("no body")?;
+        cursor = body["nextCursor"].as_str().map(str::to_owned);
+        pages.push(PageRead {
+            body,
+            requests,
+            cpu,
+        });
+        if cursor.is_none() {
+            return Ok(pages);
+        }
+    }
+}
+
+/// The event ids of pages, in order.
+fn ids_of(pages: &[PageRead]) -> Vec<String> {
+    pages
+        .iter()
+        .flat_map(|p| p.body["events"].as_array().into_iter().flatten())
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect()
 }
