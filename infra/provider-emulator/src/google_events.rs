@@ -15,6 +15,8 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::collections::HashMap;
+
 use chrono_tz::Tz;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Map, Value};
@@ -104,6 +106,8 @@ pub(crate) struct Cal {
     pub time_zone: String,
     pub tz: Tz,
     pub updated_micros: i64,
+    /// The `timeZone` request parameter: zone (and name) `dateTime` values are rendered in.
+    pub render: Option<(Tz, String)>,
 }
 
 impl Cal {
@@ -118,6 +122,7 @@ impl Cal {
             time_zone: calendar.time_zone.clone(),
             tz: tz::zone(&calendar.time_zone).unwrap_or(chrono_tz::Etc::UTC),
             updated_micros: calendar.updated_micros,
+            render: None,
         }
     }
 }
@@ -279,13 +284,17 @@ impl GTime {
         }
     }
 
-    /// The JSON Google answers with.
-    fn to_json(&self, cal_tz: Tz) -> Value {
+    /// The JSON Google answers with: `dateTime` in `cal`'s response zone if one was asked for,
+    /// else in the event's own zone, else the calendar's.
+    fn to_json(&self, cal: &Cal) -> Value {
         match self {
             GTime::Date(d) => json!({ "date": d.format("%Y-%m-%d").to_string() }),
             GTime::At { instant, zone } => {
-                let mut o =
-                    json!({ "dateTime": tz::google_date_time(*instant, self.zone(cal_tz)) });
+                let render = cal
+                    .render
+                    .as_ref()
+                    .map_or_else(|| self.zone(cal.tz), |(z, _)| *z);
+                let mut o = json!({ "dateTime": tz::google_date_time(*instant, render) });
                 if let Some(z) = zone {
                     o["timeZone"] = Value::from(z.as_str());
                 }
@@ -353,6 +362,21 @@ fn occurrences(master: &GEvent, cal_tz: Tz, horizon: DateTime<Utc>) -> Option<Ve
     )
 }
 
+/// Whether a master's rule ends (COUNT or UNTIL).
+fn is_bounded(master: &GEvent) -> bool {
+    master
+        .fields
+        .get("recurrence")
+        .and_then(Value::as_array)
+        .and_then(|l| recurrence::parse_google_recurrence(l).ok())
+        .is_some_and(|r| recurrence::is_bounded(&r.rule))
+}
+
+/// Expansion horizon of a bounded series (the rule ends before it).
+fn far_future() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap()
+}
+
 /// Whether any instance of a recurring master overlaps [min, max).
 fn series_overlaps(
     master: &GEvent,
@@ -368,16 +392,10 @@ fn series_overlaps(
     }
     let Some(min) = min else { return true };
     let duration = end - start;
-    let bounded = master
-        .fields
-        .get("recurrence")
-        .and_then(Value::as_array)
-        .and_then(|l| recurrence::parse_google_recurrence(l).ok())
-        .is_some_and(|r| recurrence::is_bounded(&r.rule));
     let horizon = match max {
         Some(max) => max,
-        None if !bounded => return true,
-        None => Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0).unwrap(),
+        None if !is_bounded(master) => return true,
+        None => far_future(),
     };
     occurrences(master, cal_tz, horizon)
         .unwrap_or_default()
@@ -425,7 +443,7 @@ pub(crate) fn event_json(cal: &Cal, ev: &GEvent, minimal: bool) -> Value {
     o.insert("etag".into(), json!(etag(ev)));
     o.insert("id".into(), json!(ev.id));
     o.insert("status".into(), json!(ev.status()));
-    let original = field_time(ev, "originalStartTime").map(|t| t.to_json(cal.tz));
+    let original = field_time(ev, "originalStartTime").map(|t| t.to_json(cal));
     if minimal {
         if let (Some(master), Some(original)) = (f.get("recurringEventId"), original) {
             o.insert("recurringEventId".into(), master.clone());
@@ -460,7 +478,7 @@ pub(crate) fn event_json(cal: &Cal, ev: &GEvent, minimal: bool) -> Value {
     o.insert("organizer".into(), organizer);
     for key in ["start", "end"] {
         if let Some(t) = field_time(ev, key) {
-            o.insert(key.into(), t.to_json(cal.tz));
+            o.insert(key.into(), t.to_json(cal));
         }
     }
     for key in ["endTimeUnspecified", "recurrence", "recurringEventId"] {
@@ -778,8 +796,13 @@ fn virtual_instance(cal: &GCalendarEvents, cal_tz: Tz, id: &str) -> Option<GEven
     let original = occurrences(master, cal_tz, horizon)?
         .into_iter()
         .find(|t| instance_suffix(t) == suffix)?;
+    instance_at(master, &original, id)
+}
+
+/// The instance of `master` that starts at `original`, as the master's fields make it.
+fn instance_at(master: &GEvent, original: &GTime, id: &str) -> Option<GEvent> {
     let (start, end) = (field_time(master, "start")?, field_time(master, "end")?);
-    let end = match (&original, &start, &end) {
+    let end = match (original, &start, &end) {
         (GTime::Date(o), GTime::Date(s), GTime::Date(e)) => GTime::Date(*o + (*e - *s)),
         (
             GTime::At { instant, zone },
@@ -796,10 +819,10 @@ fn virtual_instance(cal: &GCalendarEvents, cal_tz: Tz, id: &str) -> Option<GEven
     };
     let mut fields = master.fields.clone();
     fields.remove("recurrence");
-    fields.insert("start".into(), gtime_stored(&original));
+    fields.insert("start".into(), gtime_stored(original));
     fields.insert("end".into(), gtime_stored(&end));
     fields.insert("recurringEventId".into(), json!(master.id));
-    fields.insert("originalStartTime".into(), gtime_stored(&original));
+    fields.insert("originalStartTime".into(), gtime_stored(original));
     Some(GEvent {
         id: id.to_owned(),
         order: master.order,
@@ -855,6 +878,7 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
         ("GET", [cid, "events"]) => list(em, req, cid),
         ("POST", [cid, "events"]) => insert(em, req, cid),
         ("GET", [cid, "events", eid]) => get(em, req, cid, eid),
+        ("GET", [cid, "events", eid, "instances"]) => instances(em, req, cid, eid),
         ("PATCH", [cid, "events", eid]) => modify(em, req, cid, eid, false),
         ("PUT", [cid, "events", eid]) => modify(em, req, cid, eid, true),
         ("DELETE", [cid, "events", eid]) => delete(em, req, cid, eid),
@@ -1006,33 +1030,112 @@ fn full_sync_shows(store: &GCalendarEvents, cal_tz: Tz, c: &GCursor, ev: &GEvent
             .is_none_or(|min| end > min || (start == end && start >= min))
 }
 
+/// A boolean query parameter.
+fn flag(req: &Req, name: &str) -> Result<Option<bool>, Resp> {
+    match req.query(name) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(v) => Err(invalid_value(name, v)),
+    }
+}
+
+/// `maxResults`: "The page size can never be larger than 2500 events."
+fn max_results(req: &Req) -> Result<Option<usize>, Resp> {
+    match req.query("maxResults") {
+        None => Ok(None),
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(Some(n.min(2500) as usize)),
+            _ => Err(invalid_value("maxResults", raw)),
+        },
+    }
+}
+
+/// An RFC 3339 query parameter.
+fn instant_param(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Resp> {
+    match req.query(name) {
+        None => Ok(None),
+        Some(raw) => tz::parse_rfc3339(raw)
+            .map(Some)
+            .ok_or_else(|| invalid_value(name, raw)),
+    }
+}
+
+/// `timeMin` / `timeMax`; an empty range is refused.
+fn time_bounds(req: &Req) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Resp> {
+    let (min, max) = (
+        instant_param(req, "timeMin")?,
+        instant_param(req, "timeMax")?,
+    );
+    if let (Some(min), Some(max)) = (min, max) {
+        if min >= max {
+            return Err(api_error_at(
+                400,
+                "The specified time range is empty.",
+                "timeRangeEmpty",
+                "calendar",
+                "INVALID_ARGUMENT",
+                "timeMax",
+                "parameter",
+            ));
+        }
+    }
+    Ok((min, max))
+}
+
+/// `timeZone`: "Time zone used in the response"; `dateTime` values are rendered in it.
+fn response_zone(req: &Req, cal: &mut Cal) -> Result<(), Resp> {
+    if let Some(name) = req.query("timeZone") {
+        let zone = tz::zone(name).ok_or_else(|| invalid_value("timeZone", name))?;
+        cal.render = Some((zone, name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The fields of an events.list / events.instances page before its items and tokens; the etag
+/// is derived from `etag_seed`.
+fn page_head(cal: &Cal, store: &GCalendarEvents, etag_seed: &str) -> Value {
+    let changed = store.changed.unwrap_or_else(|| {
+        Utc.timestamp_micros(cal.updated_micros)
+            .single()
+            .unwrap_or_default()
+    });
+    let digest = sha256(etag_seed);
+    let list_etag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut body = json!({
+        "kind": "calendar#events",
+        "etag": format!("\"p{list_etag}\""),
+        "summary": cal.name,
+    });
+    if let Some(description) = &cal.description {
+        body["description"] = json!(description);
+    }
+    body["updated"] = json!(tz::google_timestamp(changed));
+    body["timeZone"] = json!(cal.render.as_ref().map_or(&cal.time_zone, |(_, n)| n));
+    body["accessRole"] = json!(cal.access_role);
+    body["defaultReminders"] = json!([]);
+    body
+}
+
 fn list(em: &Emulator, req: &Req, cid: &str) -> Resp {
     let mut st = em.lock();
     let cal = match resolve(&st, req, cid, false, "calendar.v1.EventsService.List") {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let flag = |name: &str| -> Result<Option<bool>, Resp> {
-        match req.query(name) {
-            None => Ok(None),
-            Some("true") => Ok(Some(true)),
-            Some("false") => Ok(Some(false)),
-            Some(v) => Err(invalid_value(name, v)),
-        }
+    let mut cal = cal;
+    if let Err(resp) = response_zone(req, &mut cal) {
+        return resp;
+    }
+    let max_results = match max_results(req) {
+        Ok(v) => v,
+        Err(resp) => return resp,
     };
-    let max_results = match req.query("maxResults") {
-        None => None,
-        Some(raw) => match raw.parse::<i64>() {
-            // "The page size can never be larger than 2500 events."
-            Ok(n) if n >= 1 => Some(n.min(2500) as usize),
-            _ => return invalid_value("maxResults", raw),
-        },
-    };
-    let show_deleted = match flag("showDeleted") {
+    let show_deleted = match flag(req, "showDeleted") {
         Ok(v) => v.unwrap_or(false),
         Err(resp) => return resp,
     };
-    match flag("singleEvents") {
+    match flag(req, "singleEvents") {
         Ok(Some(true)) => {
             return bad_request(
                 "singleEvents=true is not supported by the provider emulator; list with singleEvents=false.",
@@ -1088,30 +1191,13 @@ fn list(em: &Emulator, req: &Req, cid: &str) -> Resp {
                 _ => return full_sync_required(),
             }
         } else {
-            for (name, slot) in [
-                ("timeMin", &mut cursor.time_min),
-                ("timeMax", &mut cursor.time_max),
-                ("updatedMin", &mut cursor.updated_min),
-            ] {
-                if let Some(raw) = req.query(name) {
-                    match tz::parse_rfc3339(raw) {
-                        Some(t) => *slot = Some(t),
-                        None => return invalid_value(name, raw),
-                    }
-                }
+            match time_bounds(req) {
+                Ok((min, max)) => (cursor.time_min, cursor.time_max) = (min, max),
+                Err(resp) => return resp,
             }
-            if let (Some(min), Some(max)) = (cursor.time_min, cursor.time_max) {
-                if min >= max {
-                    return api_error_at(
-                        400,
-                        "The specified time range is empty.",
-                        "timeRangeEmpty",
-                        "calendar",
-                        "INVALID_ARGUMENT",
-                        "timeMax",
-                        "parameter",
-                    );
-                }
+            match instant_param(req, "updatedMin") {
+                Ok(t) => cursor.updated_min = t,
+                Err(resp) => return resp,
             }
             match req.query("orderBy") {
                 None => {}
@@ -1176,25 +1262,11 @@ fn list(em: &Emulator, req: &Req, cid: &str) -> Resp {
         .last()
         .map(|ev| key(ev))
         .or(cursor.after);
-    let changed = store.changed.unwrap_or_else(|| {
-        Utc.timestamp_micros(cal.updated_micros)
-            .single()
-            .unwrap_or_default()
-    });
-    let digest = sha256(&format!("{}:{}:{}", cal.id, cursor.snapshot, generation));
-    let list_etag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let mut body = json!({
-        "kind": "calendar#events",
-        "etag": format!("\"p{list_etag}\""),
-        "summary": cal.name,
-    });
-    if let Some(description) = &cal.description {
-        body["description"] = json!(description);
-    }
-    body["updated"] = json!(tz::google_timestamp(changed));
-    body["timeZone"] = json!(cal.time_zone);
-    body["accessRole"] = json!(cal.access_role);
-    body["defaultReminders"] = json!([]);
+    let mut body = page_head(
+        &cal,
+        store,
+        &format!("{}:{}:{}", cal.id, cursor.snapshot, generation),
+    );
     if more || (short && !cursor.drained) {
         let mut next = cursor.clone();
         next.after = last_key;
@@ -1211,6 +1283,162 @@ fn list(em: &Emulator, req: &Req, cid: &str) -> Resp {
     }
     body["items"] = Value::Array(items);
     ok_json(&body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// events.instances
+
+/// Without `timeMax`, an endless series is expanded this many years past now (or past its
+/// start, if later); Google documents no limit.
+const ENDLESS_YEARS: i64 = 5;
+
+/// The instances of a live recurring master, by original start: its exceptions (cancelled ones
+/// too) with their own content, the other occurrences up to `horizon` built from the master. An
+/// exception whose original start the rule no longer produces (the master's `recurrence` changed)
+/// is no instance of the series and is left out.
+fn series_instances(
+    store: &GCalendarEvents,
+    cal_tz: Tz,
+    master: &GEvent,
+    horizon: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, GEvent)> {
+    if master.cancelled() || !master.fields.contains_key("recurrence") {
+        return vec![];
+    }
+    let exceptions: HashMap<String, &GEvent> = store
+        .events
+        .values()
+        .filter(|e| e.recurring_event_id() == Some(master.id.as_str()))
+        .filter_map(|e| Some((instance_suffix(&field_time(e, "originalStartTime")?), e)))
+        .collect();
+    // A moved exception may start inside the window from an original slot past the horizon.
+    let horizon = exceptions
+        .values()
+        .filter_map(|e| field_time(e, "originalStartTime"))
+        .map(|t| t.instant(cal_tz))
+        .fold(horizon, DateTime::max);
+    occurrences(master, cal_tz, horizon)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|original| {
+            let suffix = instance_suffix(&original);
+            let ev = match exceptions.get(&suffix) {
+                Some(e) => (*e).clone(),
+                None => instance_at(master, &original, &format!("{}_{suffix}", master.id))?,
+            };
+            Some((original.instant(cal_tz), ev))
+        })
+        .collect()
+}
+
+/// `originalStart`: an RFC 3339 date-time, or a date for all-day series.
+fn original_start_param(req: &Req) -> Result<Option<GTime>, Resp> {
+    let Some(raw) = req.query("originalStart") else {
+        return Ok(None);
+    };
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(Some(GTime::Date(d)));
+    }
+    tz::parse_rfc3339(raw)
+        .map(|instant| {
+            Some(GTime::At {
+                instant,
+                zone: None,
+            })
+        })
+        .ok_or_else(|| invalid_value("originalStart", raw))
+}
+
+/// Page tokens of events.instances are self-contained: the calendar, the master and the original
+/// start (µs) of the last instance served. The other parameters are sent again with the token,
+/// as Google's client libraries do.
+fn encode_instances_token(calendar: &str, master: &str, after: DateTime<Utc>) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{calendar}\u{1f}{master}\u{1f}{}",
+        after.timestamp_micros()
+    ))
+}
+
+fn decode_instances_token(token: &str, calendar: &str, master: &str) -> Option<DateTime<Utc>> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    let mut parts = raw.split('\u{1f}');
+    let ok = parts.next()? == calendar && parts.next()? == master;
+    let after = Utc.timestamp_micros(parts.next()?.parse().ok()?).single()?;
+    ok.then_some(after)
+}
+
+fn instances(em: &Emulator, req: &Req, cid: &str, eid: &str) -> Resp {
+    let st = em.lock();
+    let cal = match resolve(&st, req, cid, false, "calendar.v1.EventsService.Instances") {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    instances_page(&st, req, cal, &percent_decode(eid)).unwrap_or_else(|resp| resp)
+}
+
+fn instances_page(st: &State, req: &Req, mut cal: Cal, eid: &str) -> Result<Resp, Resp> {
+    let empty = GCalendarEvents::default();
+    let store = st.events.google.get(&cal.id).unwrap_or(&empty);
+    let master = store.events.get(eid).ok_or_else(not_found)?;
+    response_zone(req, &mut cal)?;
+    let max = max_results(req)?.unwrap_or(250);
+    let show_deleted = flag(req, "showDeleted")?.unwrap_or(false);
+    let (time_min, time_max) = time_bounds(req)?;
+    let original_start = original_start_param(req)?;
+    let after = match req.query("pageToken") {
+        None => None,
+        Some(token) => Some(
+            decode_instances_token(token, &cal.id, &master.id)
+                .ok_or_else(|| invalid_value("pageToken", token))?,
+        ),
+    };
+    let horizon = match time_max {
+        Some(max) => max,
+        None if is_bounded(master) => far_future(),
+        None => {
+            let start = span(master, cal.tz).map_or_else(Utc::now, |(s, _)| s);
+            start.max(Utc::now()) + Duration::days(365 * ENDLESS_YEARS)
+        }
+    };
+    let horizon = original_start
+        .as_ref()
+        .map_or(horizon, |t| horizon.max(t.instant(cal.tz)));
+    let wanted = original_start.as_ref().map(instance_suffix);
+    let matching: Vec<(DateTime<Utc>, GEvent)> = series_instances(store, cal.tz, master, horizon)
+        .into_iter()
+        .filter(|(original, _)| after.is_none_or(|a| *original > a))
+        .filter(|(_, ev)| show_deleted || !ev.cancelled())
+        .filter(|(_, ev)| {
+            wanted.as_ref().is_none_or(|w| {
+                field_time(ev, "originalStartTime").is_some_and(|t| instance_suffix(&t) == *w)
+            })
+        })
+        .filter(|(_, ev)| {
+            // timeMin bounds the end (inclusive), timeMax the start (exclusive).
+            span(ev, cal.tz).is_some_and(|(start, end)| {
+                time_max.is_none_or(|max| start < max) && time_min.is_none_or(|min| end >= min)
+            })
+        })
+        .collect();
+    let page = &matching[..matching.len().min(max)];
+    let mut body = page_head(
+        &cal,
+        store,
+        &format!(
+            "instances:{}:{}:{}",
+            cal.id,
+            master.id,
+            st.events.clock.current()
+        ),
+    );
+    if let (Some((last, _)), true) = (page.last(), matching.len() > page.len()) {
+        body["nextPageToken"] = json!(encode_instances_token(&cal.id, &master.id, *last));
+    }
+    body["items"] = page
+        .iter()
+        .map(|(_, ev)| event_json(&cal, ev, false))
+        .collect();
+    Ok(ok_json(&body))
 }
 
 // ---------------------------------------------------------------------------------------------

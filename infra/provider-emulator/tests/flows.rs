@@ -1935,3 +1935,213 @@ async fn faults_apply_to_event_paths_and_malformed_items_do_not_stop_paging() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Every page of a Google events.instances listing; (pages, items).
+async fn google_instances(
+    em: &EmulatorHandle,
+    token: &str,
+    event: &str,
+    query: &[(&str, &str)],
+) -> (Vec<Value>, Vec<Value>) {
+    let url = format!(
+        "{}/google/calendar/v3/calendars/primary/events/{event}/instances",
+        em.base_url
+    );
+    let (mut pages, mut items) = (Vec::new(), Vec::new());
+    let mut page_token: Option<String> = None;
+    loop {
+        assert!(pages.len() < 50, "paging does not end");
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        if let Some(t) = &page_token {
+            q.push(("pageToken", t));
+        }
+        let resp = client()
+            .get(&url)
+            .query(&q)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("instances");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page: Value = resp.json().await.expect("json");
+        assert_eq!(page["kind"], "calendar#events");
+        assert!(page.get("nextSyncToken").is_none(), "{page}");
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        page_token = page["nextPageToken"].as_str().map(str::to_owned);
+        pages.push(page);
+        if page_token.is_none() {
+            return (pages, items);
+        }
+    }
+}
+
+fn summaries(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["id"].as_str().unwrap_or("?"),
+                i["summary"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn google_instances_page_filter_and_drop_exceptions_a_new_rule_no_longer_makes() {
+    let em = spawn().expect("spawn");
+    let token = google_access(&em, GOOGLE_RW).await;
+    let base = format!(
+        "{}/google/calendar/v3/calendars/primary/events",
+        em.base_url
+    );
+    // Six Mondays, 09:00 London (= UTC in January).
+    let mut series = gtimed("Standup", "2030-01-07T09:00:00", "2030-01-07T09:15:00");
+    series["id"] = json!("standup0001");
+    series["recurrence"] = json!(["RRULE:FREQ=WEEKLY;COUNT=6"]);
+    let (status, _) = call(reqwest::Method::POST, &base, &token, Some(series), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = |day: u32| format!("standup0001_203001{day:02}T090000Z");
+    let (status, moved) = call(
+        reqwest::Method::PATCH,
+        &format!("{base}/{}", id(14)),
+        &token,
+        Some(json!({"summary": "Moved", "start": {"dateTime": "2030-01-14T10:00:00Z"}, "end": {"dateTime": "2030-01-14T10:15:00Z"}})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!("{base}/{}", id(21)),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Cancelled instances only with showDeleted=true; exceptions with their own content.
+    let (_, items) = google_instances(&em, &token, "standup0001", &[]).await;
+    let expected: Vec<String> = ["20300107", "20300114", "20300128", "20300204", "20300211"]
+        .iter()
+        .map(|d| {
+            let what = if *d == "20300114" { "Moved" } else { "Standup" };
+            format!("standup0001_{d}T090000Z {what}")
+        })
+        .collect();
+    assert_eq!(summaries(&items), expected);
+    for item in &items {
+        assert_eq!(item["recurringEventId"], "standup0001");
+        assert!(item.get("recurrence").is_none());
+        assert_eq!(item["iCalUID"], "standup0001@google.com");
+    }
+    assert_eq!(
+        items[1]["originalStartTime"]["dateTime"],
+        "2030-01-14T09:00:00Z"
+    );
+    assert_eq!(items[1]["start"]["dateTime"], "2030-01-14T10:00:00Z");
+    let (_, all) = google_instances(&em, &token, "standup0001", &[("showDeleted", "true")]).await;
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[2]["id"], id(21));
+    assert_eq!(all[2]["status"], "cancelled");
+
+    // Pages of two, each with a token but the last; the same instances in the same order.
+    let (pages, paged) = google_instances(
+        &em,
+        &token,
+        "standup0001",
+        &[("maxResults", "2"), ("showDeleted", "true")],
+    )
+    .await;
+    assert_eq!(pages.len(), 3);
+    assert_eq!(ids(&paged), ids(&all));
+
+    // timeMin bounds the end, timeMax the start; originalStart picks one instance.
+    let (_, window) = google_instances(
+        &em,
+        &token,
+        "standup0001",
+        &[
+            ("timeMin", "2030-01-14T10:15:00Z"),
+            ("timeMax", "2030-01-28T09:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(ids(&window), [id(14)]);
+    let (_, one) = google_instances(
+        &em,
+        &token,
+        "standup0001",
+        &[("originalStart", "2030-01-14T09:00:00Z")],
+    )
+    .await;
+    assert_eq!(ids(&one), [id(14)]);
+    assert_eq!(one[0]["summary"], "Moved");
+
+    // timeZone renders the times in that zone.
+    let (pages, zoned) = google_instances(
+        &em,
+        &token,
+        "standup0001",
+        &[("timeZone", "America/New_York")],
+    )
+    .await;
+    assert_eq!(pages[0]["timeZone"], "America/New_York");
+    assert_eq!(zoned[0]["start"]["dateTime"], "2030-01-07T04:00:00-05:00");
+
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!("{base}/nosuchevent/instances"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["errors"][0]["reason"], "notFound");
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!("{base}/standup0001/instances?pageToken=garbage"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // An exception on the 28th, then the series ends after the 14th: the exceptions of the
+    // 21st and 28th are no instances of it any more; the 14th stays.
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        &format!("{base}/{}", id(28)),
+        &token,
+        Some(json!({"summary": "Retro"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, master) = call(
+        reqwest::Method::PATCH,
+        &format!("{base}/standup0001"),
+        &token,
+        Some(json!({"recurrence": ["RRULE:FREQ=WEEKLY;UNTIL=20300120T000000Z"]})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{master}");
+    let (_, left) = google_instances(&em, &token, "standup0001", &[("showDeleted", "true")]).await;
+    assert_eq!(
+        summaries(&left),
+        [format!("{} Standup", id(7)), format!("{} Moved", id(14))]
+    );
+    let (_, gone) = google_instances(
+        &em,
+        &token,
+        "standup0001",
+        &[("originalStart", "2030-01-28T09:00:00Z")],
+    )
+    .await;
+    assert!(gone.is_empty(), "{gone:?}");
+}
