@@ -1061,8 +1061,11 @@ fn instant_param(req: &Req, name: &str) -> Result<Option<DateTime<Utc>>, Resp> {
     }
 }
 
+/// Optional lower and upper bounds of a listing.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `timeMin` / `timeMax`; an empty range is refused.
-fn time_bounds(req: &Req) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), Resp> {
+fn time_bounds(req: &Req) -> Result<Bounds, Resp> {
     let (min, max) = (
         instant_param(req, "timeMin")?,
         instant_param(req, "timeMax")?,

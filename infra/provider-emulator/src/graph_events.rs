@@ -950,10 +950,16 @@ pub(crate) fn handles(rest: &[&str]) -> bool {
     match rest {
         [events] => eq(events, "events"),
         [first, second] => (eq(first, "calendarView") && is_delta(second)) || eq(first, "events"),
-        [cals, _, events] => eq(cals, "calendars") && eq(events, "events"),
+        [first, _, third] => {
+            (eq(first, "calendars") && eq(third, "events"))
+                || (eq(first, "events") && eq(third, "instances"))
+        }
         [cals, _, third, fourth] => {
             eq(cals, "calendars")
                 && ((eq(third, "calendarView") && is_delta(fourth)) || eq(third, "events"))
+        }
+        [cals, _, events, _, instances] => {
+            eq(cals, "calendars") && eq(events, "events") && eq(instances, "instances")
         }
         _ => false,
     }
@@ -964,6 +970,8 @@ pub(crate) fn route(em: &Emulator, req: &Req, rest: &[&str]) -> Resp {
     match (method, rest) {
         ("GET", [view, _]) if eq(view, "calendarView") => delta(em, req, None),
         ("GET", [_, cid, view, _]) if eq(view, "calendarView") => delta(em, req, Some(cid)),
+        ("GET", [events, id, _]) if eq(events, "events") => list_instances(em, req, None, id),
+        ("GET", [_, cid, _, id, _]) => list_instances(em, req, Some(cid), id),
         ("POST", [_]) => post(em, req, None),
         ("POST", [_, cid, _]) => post(em, req, Some(cid)),
         ("GET" | "PATCH" | "DELETE", [_, id]) => one(em, req, None, id),
@@ -1048,23 +1056,9 @@ fn delta(em: &Emulator, req: &Req, cid: Option<&str>) -> Resp {
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    let prefer = match max_page_size(req) {
-        None => None,
-        Some(Ok(n)) if n >= 1 => Some(n),
-        Some(Ok(n)) => {
-            return bad(
-                req,
-                "BadRequest",
-                &format!("Invalid odata.maxpagesize value '{n}'."),
-            )
-        }
-        Some(Err(v)) => {
-            return bad(
-                req,
-                "BadRequest",
-                &format!("Invalid odata.maxpagesize value '{v}'."),
-            )
-        }
+    let prefer = match page_size_preference(req) {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
     let out_zone = preferred_zone(req);
     let generation = st.events.microsoft.get(&cal.id).map_or(0, |s| s.generation);
@@ -1093,31 +1087,10 @@ fn delta(em: &Emulator, req: &Req, cid: Option<&str>) -> Resp {
                 _ => return sync_state_not_found(req),
             }
         } else {
-            let (Some(start), Some(end)) = (req.query("startDateTime"), req.query("endDateTime"))
-            else {
-                return bad(
-                    req,
-                    "ErrorInvalidParameter",
-                    "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.",
-                );
-            };
-            let (Some(start), Some(end)) =
-                (tz::parse_graph_instant(start), tz::parse_graph_instant(end))
-            else {
-                return bad(
-                    req,
-                    "ErrorInvalidParameter",
-                    "The value of the parameter 'StartDateTime' or 'EndDateTime' is invalid.",
-                );
-            };
-            if end <= start {
-                return bad(
-                    req,
-                    "ErrorInvalidParameter",
-                    "The parameter 'EndDateTime' must be after 'StartDateTime'.",
-                );
+            match window_param(req) {
+                Ok(window) => (window, BTreeMap::new(), DEFAULT_PAGE_SIZE),
+                Err(resp) => return resp,
             }
-            ((start, end), BTreeMap::new(), DEFAULT_PAGE_SIZE)
         };
         // A new round: what changed against the baseline, then what is gone.
         let current = view(&mut st.events, &cal.id, window);
@@ -1228,18 +1201,78 @@ fn delta(em: &Emulator, req: &Req, cid: Option<&str>) -> Resp {
         body["@odata.deltaLink"] = json!(format!("{base_path}?$deltatoken={token}"));
     }
     body["value"] = Value::Array(value);
-    let mut applied = vec!["odata.track-changes".to_owned()];
-    if let Some(n) = prefer {
+    with_preferences(
+        graph_resp(req, 200, &body),
+        Some("odata.track-changes"),
+        prefer,
+        &out_zone,
+    )
+}
+
+/// `Prefer: odata.maxpagesize=N` (N ≥ 1).
+fn page_size_preference(req: &Req) -> Result<Option<usize>, Resp> {
+    match max_page_size(req) {
+        None => Ok(None),
+        Some(Ok(n)) if n >= 1 => Ok(Some(n)),
+        Some(Ok(n)) => Err(bad(
+            req,
+            "BadRequest",
+            &format!("Invalid odata.maxpagesize value '{n}'."),
+        )),
+        Some(Err(v)) => Err(bad(
+            req,
+            "BadRequest",
+            &format!("Invalid odata.maxpagesize value '{v}'."),
+        )),
+    }
+}
+
+/// The required `startDateTime` / `endDateTime` window of calendarView and instances.
+fn window_param(req: &Req) -> Result<(DateTime<Utc>, DateTime<Utc>), Resp> {
+    let (Some(start), Some(end)) = (req.query("startDateTime"), req.query("endDateTime")) else {
+        return Err(bad(
+            req,
+            "ErrorInvalidParameter",
+            "This request requires a time window specified by the query string parameters StartDateTime and EndDateTime.",
+        ));
+    };
+    let (Some(start), Some(end)) = (tz::parse_graph_instant(start), tz::parse_graph_instant(end))
+    else {
+        return Err(bad(
+            req,
+            "ErrorInvalidParameter",
+            "The value of the parameter 'StartDateTime' or 'EndDateTime' is invalid.",
+        ));
+    };
+    if end <= start {
+        return Err(bad(
+            req,
+            "ErrorInvalidParameter",
+            "The parameter 'EndDateTime' must be after 'StartDateTime'.",
+        ));
+    }
+    Ok((start, end))
+}
+
+/// Adds `Preference-Applied` for the preferences honoured (`first`, then page size and zone).
+fn with_preferences(
+    resp: Resp,
+    first: Option<&str>,
+    page_size: Option<usize>,
+    zone: &Option<(Tz, String)>,
+) -> Resp {
+    let mut applied: Vec<String> = first.map(str::to_owned).into_iter().collect();
+    if let Some(n) = page_size {
         applied.push(format!("odata.maxpagesize={n}"));
     }
-    if let Some((_, name)) = &out_zone {
+    if let Some((_, name)) = zone {
         applied.push(format!("outlook.timezone=\"{name}\""));
     }
-    with_header(
-        graph_resp(req, 200, &body),
-        "preference-applied",
-        &applied.join(", "),
-    )
+    if applied.is_empty() {
+        resp
+    } else {
+        with_header(resp, "preference-applied", &applied.join(", "))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1356,6 +1389,10 @@ fn one(em: &Emulator, req: &Req, cid: Option<&str>, id: &str) -> Resp {
     let out_zone = preferred_zone(req);
     match req.method.as_str() {
         "GET" => {
+            let shape = match Shape::of(req) {
+                Ok(s) => s,
+                Err(resp) => return resp,
+            };
             let inst = occurrence(&st.events, &cal.id, &id).or_else(|| {
                 st.events
                     .microsoft
@@ -1363,15 +1400,27 @@ fn one(em: &Emulator, req: &Req, cid: Option<&str>, id: &str) -> Resp {
                     .and_then(|s| s.events.get(&id))
                     .and_then(stored_inst)
             });
-            match inst {
-                Some(inst) => {
-                    let zone = out_zone.unwrap_or((chrono_tz::Etc::UTC, "UTC".into()));
-                    let mut v = event_json(&cal, &inst, Some(&zone));
-                    v["@odata.context"] = json!(entity_context(&cal));
-                    graph_resp(req, 200, &v)
-                }
-                None => not_found(req),
+            let Some(inst) = inst else {
+                return not_found(req);
+            };
+            let zone = out_zone.unwrap_or((chrono_tz::Etc::UTC, "UTC".into()));
+            let mut v = event_json(&cal, &inst, Some(&zone));
+            let master = (inst.kind == "seriesMaster").then_some(&inst.ev);
+            // Only a GET of a series master by its id carries these (event resource, v1.0).
+            if shape.selects("cancelledOccurrences") {
+                v["cancelledOccurrences"] =
+                    master.map_or(Value::Null, |m| json!(cancelled_occurrences(m)));
             }
+            if shape.expand_exceptions {
+                let exceptions = master
+                    .map(|m| exception_occurrences(&st.events, &cal, m, &zone))
+                    .unwrap_or_default();
+                v["exceptionOccurrences"] =
+                    exceptions.into_iter().map(|e| shape.apply(e)).collect();
+            }
+            let mut v = shape.apply(v);
+            v["@odata.context"] = json!(shape.context(&entity_context(&cal)));
+            graph_resp(req, 200, &v)
         }
         "PATCH" => {
             let body = match body_object(req) {
@@ -1426,6 +1475,277 @@ fn one(em: &Emulator, req: &Req, cid: Option<&str>, id: &str) -> Resp {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// $select / $expand, series details, instances
+
+/// Properties and navigation properties of the v1.0 event resource, as `$select` names them.
+const EVENT_PROPERTIES: &[&str] = &[
+    "allowNewTimeProposals",
+    "attendees",
+    "body",
+    "bodyPreview",
+    "cancelledOccurrences",
+    "categories",
+    "changeKey",
+    "createdDateTime",
+    "end",
+    "hasAttachments",
+    "hideAttendees",
+    "iCalUId",
+    "id",
+    "importance",
+    "isAllDay",
+    "isCancelled",
+    "isDraft",
+    "isOnlineMeeting",
+    "isOrganizer",
+    "isReminderOn",
+    "lastModifiedDateTime",
+    "location",
+    "locations",
+    "onlineMeeting",
+    "onlineMeetingProvider",
+    "onlineMeetingUrl",
+    "organizer",
+    "originalEndTimeZone",
+    "originalStart",
+    "originalStartTimeZone",
+    "recurrence",
+    "reminderMinutesBeforeStart",
+    "responseRequested",
+    "responseStatus",
+    "sensitivity",
+    "seriesMasterId",
+    "showAs",
+    "start",
+    "subject",
+    "transactionId",
+    "type",
+    "webLink",
+    "attachments",
+    "calendar",
+    "exceptionOccurrences",
+    "extensions",
+    "instances",
+    "multiValueExtendedProperties",
+    "singleValueExtendedProperties",
+];
+
+/// What `$select` and `$expand` ask of an event answer.
+struct Shape {
+    /// Canonical property names; `None`: every default property.
+    select: Option<Vec<&'static str>>,
+    expand_exceptions: bool,
+}
+
+impl Shape {
+    fn of(req: &Req) -> Result<Shape, Resp> {
+        let names = |raw: &str| -> Vec<String> {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let select = match req.query("$select") {
+            None => None,
+            Some(raw) => Some(
+                names(raw)
+                    .iter()
+                    .map(|n| {
+                        // Property names in query options are matched without regard to case.
+                        EVENT_PROPERTIES
+                            .iter()
+                            .find(|p| eq(p, n))
+                            .copied()
+                            .ok_or_else(|| {
+                                bad(
+                                    req,
+                                    "RequestBroker--ParseUri",
+                                    &format!("Could not find a property named '{n}' on type 'microsoft.graph.event'."),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let mut expand_exceptions = false;
+        for name in names(req.query("$expand").unwrap_or("")) {
+            if eq(&name, "exceptionOccurrences") {
+                expand_exceptions = true;
+            } else {
+                return Err(graph_error(
+                    req,
+                    501,
+                    "NotImplemented",
+                    &format!("The provider emulator does not expand {name:?}; it expands exceptionOccurrences."),
+                ));
+            }
+        }
+        Ok(Shape {
+            select,
+            expand_exceptions,
+        })
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        self.select.as_ref().is_some_and(|s| s.contains(&name))
+    }
+
+    /// Keeps the annotations, `id`, the selected properties and expanded ones.
+    fn apply(&self, v: Value) -> Value {
+        let (Some(select), Value::Object(o)) = (&self.select, &v) else {
+            return v;
+        };
+        let kept: Map<String, Value> = o
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("@odata.")
+                    || k.as_str() == "id"
+                    || select.contains(&k.as_str())
+                    || (self.expand_exceptions && k.as_str() == "exceptionOccurrences")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Value::Object(kept)
+    }
+
+    /// An entity `@odata.context` with the selection named, as Graph writes it.
+    fn context(&self, entity: &str) -> String {
+        match &self.select {
+            Some(select) => entity.replace(
+                "/events/$entity",
+                &format!("/events({})/$entity", select.join(",")),
+            ),
+            None => entity.to_owned(),
+        }
+    }
+}
+
+/// `cancelledOccurrences` of a master: `OID.{masterId}.{date}` per cancelled occurrence, the
+/// date of its original start in the series' time zone (as in Graph's documented example).
+fn cancelled_occurrences(master: &MEvent) -> Vec<String> {
+    let zone = stored_time(master, "start").map_or(chrono_tz::Etc::UTC, |t| t.zone);
+    master
+        .cancelled
+        .iter()
+        .map(|t| {
+            format!(
+                "OID.{}.{}",
+                master.id,
+                t.with_timezone(&zone).date_naive().format("%Y-%m-%d")
+            )
+        })
+        .collect()
+}
+
+/// The exceptions of a master (not its cancelled occurrences), by original start.
+fn exception_occurrences(
+    events: &Events,
+    cal: &MCal,
+    master: &MEvent,
+    zone: &(Tz, String),
+) -> Vec<Value> {
+    let mut exceptions: Vec<&MEvent> = events
+        .microsoft
+        .get(&cal.id)
+        .map(|s| {
+            s.events
+                .values()
+                .filter(|e| e.series_master_id.as_deref() == Some(master.id.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    exceptions.sort_by_key(|e| e.original_start);
+    exceptions
+        .into_iter()
+        .filter_map(stored_inst)
+        .map(|i| event_json(cal, &i, Some(zone)))
+        .collect()
+}
+
+fn count_param(req: &Req, name: &str) -> Result<Option<usize>, Resp> {
+    match req.query(name) {
+        None => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(req, "BadRequest", &format!("Invalid {name} value '{raw}'."))),
+    }
+}
+
+/// `GET .../events/{id}/instances`: a master's occurrences and exceptions in the window (an event
+/// that is no master: itself, if it overlaps), by start, paged with `$skip` links.
+fn list_instances(em: &Emulator, req: &Req, cid: Option<&str>, id: &str) -> Resp {
+    let mut st = em.lock();
+    let id = percent_decode(id);
+    let cal = match locate(&st, req, cid, &id, false) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let params = (|| {
+        Ok::<_, Resp>((
+            window_param(req)?,
+            page_size_preference(req)?,
+            count_param(req, "$top")?,
+            count_param(req, "$skip")?.unwrap_or(0),
+            Shape::of(req)?,
+        ))
+    })();
+    let (window, prefer, top, skip, shape) = match params {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let stored_kind = st
+        .events
+        .microsoft
+        .get(&cal.id)
+        .and_then(|s| s.events.get(&id))
+        .map(|e| e.kind);
+    if stored_kind.is_none() && occurrence(&st.events, &cal.id, &id).is_none() {
+        return not_found(req);
+    }
+    let all: Vec<Inst> = view(&mut st.events, &cal.id, window)
+        .into_iter()
+        .filter(|i| match stored_kind {
+            Some(MKind::SeriesMaster) => match i.kind {
+                "occurrence" => i.ev.id == id,
+                "exception" => i.ev.series_master_id.as_deref() == Some(id.as_str()),
+                _ => false,
+            },
+            _ => i.id == id,
+        })
+        .collect();
+    let out_zone = preferred_zone(req);
+    let zone = out_zone
+        .clone()
+        .unwrap_or((chrono_tz::Etc::UTC, "UTC".to_owned()));
+    let size = prefer.or(top).unwrap_or(DEFAULT_PAGE_SIZE);
+    let value: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(size)
+        .map(|i| shape.apply(event_json(&cal, i, Some(&zone))))
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!(
+            "https://graph.microsoft.com/v1.0/$metadata#users('{}')/events('{}')/instances",
+            cal.user_id, id
+        ),
+        "value": value,
+    });
+    if skip + size < all.len() {
+        // The next page repeats the request's own parameters with the offset moved on.
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in req.query.iter().filter(|(k, _)| k != "$skip") {
+            query.append_pair(k, v);
+        }
+        query.append_pair("$skip", &(skip + size).to_string());
+        body["@odata.nextLink"] = json!(format!("{}{}?{}", em.base_url, req.path, query.finish()));
+    }
+    with_preferences(graph_resp(req, 200, &body), None, prefer, &out_zone)
 }
 
 // ---------------------------------------------------------------------------------------------

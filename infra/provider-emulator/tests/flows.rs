@@ -2145,3 +2145,205 @@ async fn google_instances_page_filter_and_drop_exceptions_a_new_rule_no_longer_m
     .await;
     assert!(gone.is_empty(), "{gone:?}");
 }
+
+/// Every page of a Graph instances listing, following `@odata.nextLink`; (pages, items).
+async fn graph_instances(token: &str, first: &str, page_size: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut pages, mut items) = (Vec::new(), Vec::new());
+    let mut url = first.to_owned();
+    loop {
+        assert!(pages.len() < 50, "paging does not end");
+        let prefer = format!("odata.maxpagesize={page_size}");
+        let (status, page) = call(
+            reqwest::Method::GET,
+            &url,
+            token,
+            None,
+            &[("Prefer", &prefer)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let value = page["value"].as_array().expect("value");
+        assert!(value.len() <= page_size);
+        items.extend(value.iter().cloned());
+        let next = page["@odata.nextLink"].as_str().map(str::to_owned);
+        pages.push(page);
+        match next {
+            Some(next) => url = next,
+            None => return (pages, items),
+        }
+    }
+}
+
+#[tokio::test]
+async fn graph_instances_exceptions_cancelled_occurrences_and_a_new_pattern() {
+    let em = spawn().expect("spawn");
+    let token = microsoft_access(&em, MS_RW).await;
+    let me = format!("{}/microsoft/v1.0/me", em.base_url);
+    let weekly = |count: u32| {
+        json!({
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+            "range": {"type": "numbered", "startDate": "2030-01-07", "numberOfOccurrences": count},
+        })
+    };
+    let mut body = graph_single("Standup", "2030-01-07T09:00:00", "2030-01-07T09:30:00");
+    body["recurrence"] = weekly(6);
+    let (status, master) = call(
+        reqwest::Method::POST,
+        &format!("{me}/events"),
+        &token,
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{master}");
+    let master_id = master["id"].as_str().expect("id").to_owned();
+    let events = format!("{me}/events/{}", urlenc(&master_id));
+    let window = "startDateTime=2030-01-01T00:00:00Z&endDateTime=2030-03-01T00:00:00Z";
+
+    // Both bounds are required.
+    for query in ["", "?startDateTime=2030-01-01T00:00:00Z"] {
+        let (status, body) = call(
+            reqwest::Method::GET,
+            &format!("{events}/instances{query}"),
+            &token,
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "ErrorInvalidParameter");
+    }
+    let (pages, occurrences) =
+        graph_instances(&token, &format!("{events}/instances?{window}"), 4).await;
+    assert_eq!(pages.len(), 2);
+    assert_eq!(occurrences.len(), 6);
+    for o in &occurrences {
+        assert_eq!(o["type"], "occurrence");
+        assert_eq!(o["seriesMasterId"], master_id.as_str());
+        assert_eq!(o["start"]["timeZone"], "UTC");
+    }
+
+    // PATCH of an occurrence makes an exception; DELETE cancels one.
+    let second = occurrences[1]["id"].as_str().expect("id").to_owned();
+    let third = occurrences[2]["id"].as_str().expect("id").to_owned();
+    let (status, exception) = call(
+        reqwest::Method::PATCH,
+        &format!("{me}/events/{}", urlenc(&second)),
+        &token,
+        Some(json!({"subject": "Moved"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{exception}");
+    assert_eq!(exception["type"], "exception");
+    assert_eq!(exception["id"], second.as_str());
+    assert_eq!(exception["seriesMasterId"], master_id.as_str());
+    assert_eq!(exception["originalStart"], occurrences[1]["originalStart"]);
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!("{me}/events/{}", urlenc(&third)),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The other calendar path lists the same: five instances, the exception with its subject.
+    let (_, cals) = call(
+        reqwest::Method::GET,
+        &format!("{me}/calendars"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    let default = cals["value"]
+        .as_array()
+        .expect("calendars")
+        .iter()
+        .find(|c| c["isDefaultCalendar"] == true)
+        .expect("default calendar");
+    let by_calendar = format!(
+        "{me}/calendars/{}/events/{}/instances?{window}&$select=subject,type",
+        urlenc(default["id"].as_str().expect("id")),
+        urlenc(&master_id)
+    );
+    let (_, now) = graph_instances(&token, &by_calendar, 10).await;
+    let got: Vec<(String, String)> = now
+        .iter()
+        .map(|i| {
+            (
+                i["subject"].as_str().unwrap_or("").to_owned(),
+                i["type"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[1], ("Moved".to_owned(), "exception".to_owned()));
+    assert!(now.iter().all(|i| i["id"] != third.as_str()));
+    assert!(
+        now[0].get("start").is_none(),
+        "$select keeps only what it names: {}",
+        now[0]
+    );
+
+    // The master: cancelledOccurrences only when selected, exceptionOccurrences when expanded.
+    let (_, plain) = call(reqwest::Method::GET, &events, &token, None, &[]).await;
+    assert!(plain.get("cancelledOccurrences").is_none());
+    assert!(plain.get("exceptionOccurrences").is_none());
+    let (status, detail) = call(
+        reqwest::Method::GET,
+        &format!("{events}?$select=subject,cancelledOccurrences,exceptionOccurrences&$expand=exceptionOccurrences"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(
+        detail["cancelledOccurrences"],
+        json!([format!("OID.{master_id}.2030-01-21")])
+    );
+    let expanded = detail["exceptionOccurrences"]
+        .as_array()
+        .expect("exceptionOccurrences");
+    assert_eq!(expanded.len(), 1);
+    assert_eq!(expanded[0]["id"], second.as_str());
+    assert_eq!(expanded[0]["subject"], "Moved");
+    assert!(detail.get("start").is_none() && expanded[0].get("start").is_none());
+    let (status, body) = call(
+        reqwest::Method::GET,
+        &format!("{events}?$select=nonsense"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A new pattern drops the exceptions and cancellations (MS-OXOCAL 3.1.4.7.3.5).
+    let (status, updated) = call(
+        reqwest::Method::PATCH,
+        &events,
+        &token,
+        Some(json!({"recurrence": weekly(4)})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, after) = graph_instances(&token, &format!("{events}/instances?{window}"), 10).await;
+    assert_eq!(after.len(), 4);
+    assert!(after
+        .iter()
+        .all(|i| i["type"] == "occurrence" && i["subject"] == "Standup"));
+    let (_, detail) = call(
+        reqwest::Method::GET,
+        &format!("{events}?$select=cancelledOccurrences"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(detail["cancelledOccurrences"], json!([]));
+}
