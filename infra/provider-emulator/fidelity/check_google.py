@@ -19,6 +19,8 @@
    `nextSyncToken` comes only on the last page, pages through the same listing with the client
    library's `events().list_next`, and has `HttpError` read the 410 `fullSyncRequired` answer
    after the emulator's sync tokens are invalidated.
+5. events.instances of the sample weekly series: every page against `Events` / `Event` (no
+   nextSyncToken), the library's `instances_next` paging, `showDeleted`, `originalStart`, 404.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -26,6 +28,7 @@ Only the emulator is contacted. Exits non-zero with one line per mismatch.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -272,6 +275,71 @@ def walk_events(base: str, auth: dict, schemas: dict, what: str, **params) -> tu
     return pages, items, ""
 
 
+def check_instances(base: str, token: dict, schemas: dict, service) -> int:
+    """events.instances of the sample weekly series: every page validated against `Events` /
+    `Event`, the client library's own `instances_next` paging, showDeleted and originalStart."""
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    master = "seed0oneonone"
+    url = f"{base}/google/calendar/v3/calendars/primary/events/{master}/instances"
+    walked, page_token, pages = [], None, 0
+    while pages < 100:
+        pages += 1
+        query = {"maxResults": 50, "showDeleted": "true", **({"pageToken": page_token} if page_token else {})}
+        status, _, body = http("GET", f"{url}?{urllib.parse.urlencode(query)}", headers=auth)
+        if status != 200:
+            fail(f"instances page {pages}: {status} {body[:300]!r}")
+            break
+        page = json.loads(body)
+        where = f"instances(page {pages})"
+        validate(page, {"$ref": "Events"}, schemas, where)
+        for field in REQUIRED_EVENTS:
+            if field not in page:
+                fail(f"{where}: required field {field!r} missing")
+        if "nextSyncToken" in page:
+            fail(f"{where}: events.instances takes no syncToken, so it hands none out")
+        for i, event in enumerate(page.get("items", [])):
+            check_event(event, schemas, f"{where}.items[{i}]")
+            if event.get("recurringEventId") != master or not str(event.get("id", "")).startswith(f"{master}_"):
+                fail(f"{where}.items[{i}]: not an instance of {master}: {event.get('id')!r}")
+            if "recurrence" in event:
+                fail(f"{where}.items[{i}]: an instance carries the master's recurrence")
+        walked += page.get("items", [])
+        page_token = page.get("nextPageToken")
+        if not page_token:
+            break
+    if pages < 2:
+        fail(f"instances: expected several pages of 50 for an endless weekly series, got {pages}")
+    cancelled = [e for e in walked if e.get("status") == "cancelled"]
+    if len(cancelled) != 1:
+        fail(f"instances(showDeleted=true): expected this week's cancelled instance, got {len(cancelled)}")
+    starts = [e["originalStartTime"].get("dateTime") for e in walked if "originalStartTime" in e]
+    if starts != sorted(starts, key=lambda t: datetime.datetime.fromisoformat(t)):
+        fail("instances: not in original-start order")
+
+    # The client library pages with its own instances_next; without showDeleted the cancelled
+    # instance is left out.
+    listed, request = [], service.events().instances(calendarId="primary", eventId=master, maxResults=50)
+    while request is not None and len(listed) < 5000:
+        response = request.execute()
+        listed += [e["id"] for e in response.get("items", [])]
+        request = service.events().instances_next(request, response)
+    expected = [e["id"] for e in walked if e.get("status") != "cancelled"]
+    if listed != expected:
+        fail(f"google-api-python-client instances_next listed {len(listed)} instances, expected {len(expected)}")
+    if cancelled:
+        one = service.events().instances(calendarId="primary", eventId=master, showDeleted=True,
+                                         originalStart=cancelled[0]["originalStartTime"]["dateTime"]).execute()
+        if [e["id"] for e in one.get("items", [])] != [cancelled[0]["id"]]:
+            fail(f"instances(originalStart): {one.get('items')}")
+    try:
+        service.events().instances(calendarId="primary", eventId="nosuchevent0").execute()
+        fail("instances of an unknown event: no error")
+    except googleapiclient.errors.HttpError as error:
+        if error.status_code != 404:
+            fail(f"instances of an unknown event: HttpError {error.status_code}")
+    return len(walked)
+
+
 def admin(base: str, method: str, path: str, body=None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{base}{path}", data=data, method=method,
@@ -504,6 +572,7 @@ def main() -> int:
         fail(f"google-api-python-client listed {listed}, expected {ids}")
 
     event_count, event_pages = check_events(base, token, schemas, service)
+    instance_count = check_instances(base, token, schemas, service)
 
     if errors:
         print(f"check_google: {len(errors)} mismatch(es) with the Calendar v3 discovery document / Google OAuth:",
@@ -512,7 +581,8 @@ def main() -> int:
             print(f"  - {message}", file=sys.stderr)
         return 1
     print(f"check_google: OK ({len(walked)} calendars over {pages} pages and {event_count} events "
-          f"over {event_pages} short pages, plus incremental and 410 answers, match calendar.v3 "
+          f"over {event_pages} short pages, plus incremental and 410 answers and {instance_count} "
+          f"events.instances of the sample series, match calendar.v3 "
           f"revision {discovery.get('revision')}; google-api-python-client paged them too)")
     return 0
 

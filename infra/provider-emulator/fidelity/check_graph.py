@@ -19,6 +19,9 @@
    same way; checks the deltaLink; makes provider-side changes (a deletion, a move out of the
    window), follows the deltaLink and parses the `@removed` entries; then has `ODataError` parse
    the 410 answer after the emulator's delta tokens are invalidated.
+4. Series: walks a master's instances through `@odata.nextLink` (`EventCollectionResponse`), then
+   has `Event` parse the master with `cancelledOccurrences` selected and `exceptionOccurrences`
+   expanded.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -42,6 +45,7 @@ from msgraph.generated.models.calendar_collection_response import CalendarCollec
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.user import User
 from msgraph.generated.models.event import Event
+from msgraph.generated.models.event_collection_response import EventCollectionResponse
 from msgraph.generated.users.item.calendar_view.delta.delta_get_response import DeltaGetResponse
 from kiota_abstractions.date_utils import datetime_from_iso_format_compat
 import datetime
@@ -360,6 +364,80 @@ def check_events(base: str, token: dict) -> tuple[int, int]:
     return len(events), len(changes)
 
 
+def check_series(base: str, token: dict) -> int:
+    """The sample weekly series: its instances (every page parsed as `EventCollectionResponse`,
+    walked through `@odata.nextLink`), then the master with `cancelledOccurrences` selected and
+    `exceptionOccurrences` expanded, parsed as `Event`."""
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    graph = f"{base}/microsoft/v1.0"
+    truth = admin(base, "GET", "/admin/microsoft/calendars/default/events")
+    master = truth["seriesMasters"][0]
+    master_id = master["id"]
+    quoted = urllib.parse.quote(master_id, safe="")
+    # One occurrence becomes an exception, so that the expansion has something to show.
+    occurrence = next(e for e in truth["value"] if e.get("seriesMasterId") == master_id)
+    admin(base, "PUT", f"/admin/microsoft/calendars/default/events/{quoted}/occurrences/"
+          + urllib.parse.quote(occurrence["originalStart"], safe=""), {"subject": "Planning (moved room)"})
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    window = {"startDateTime": (now - datetime.timedelta(days=21)).strftime("%Y-%m-%dT00:00:00Z"),
+              "endDateTime": (now + datetime.timedelta(days=60)).strftime("%Y-%m-%dT00:00:00Z")}
+    url = f"{graph}/me/events/{quoted}/instances?" + urllib.parse.urlencode(window)
+    status, headers, body = http("GET", f"{graph}/me/events/{quoted}/instances", headers=auth)
+    error = parse(ODataError, headers, body, "instances without a window") if status == 400 else None
+    if error is None or error.error.code != "ErrorInvalidParameter":
+        fail(f"instances without a window: {status} {body[:200]!r}")
+    instances, pages = [], 0
+    while url and pages < 50:
+        pages += 1
+        status, headers, body = http("GET", url, headers={**auth, "Prefer": "odata.maxpagesize=3"})
+        if status != 200:
+            fail(f"instances page {pages}: {status} {body[:300]!r}")
+            break
+        raw = json.loads(body)
+        page = parse(EventCollectionResponse, headers, body, f"instances(page {pages})")
+        if page is None:
+            break
+        if page.odata_next_link != raw.get("@odata.nextLink"):
+            fail(f"instances page {pages}: the SDK read another nextLink than the body has")
+        for i, (event, raw_event) in enumerate(zip(page.value or [], raw.get("value", []))):
+            check_event(event, raw_event, f"instances(page {pages}).value[{i}]")
+            if event.series_master_id != master_id or event.type.value not in ("occurrence", "exception"):
+                fail(f"instances(page {pages}).value[{i}]: not an instance of the series: {raw_event.get('type')}")
+        instances += page.value or []
+        url = page.odata_next_link
+    if pages < 2:
+        fail("instances: expected several pages with odata.maxpagesize=3")
+    if not any(e.type and e.type.value == "exception" for e in instances):
+        fail("instances: the exception is missing")
+    expected = sorted(e["id"] for e in admin(base, "GET", "/admin/microsoft/calendars/default/events?"
+                                                  + urllib.parse.urlencode(window))["value"]
+                      if e.get("seriesMasterId") == master_id)
+    if sorted(e.id for e in instances) != expected:
+        fail(f"instances: {len(instances)} listed, the provider holds {len(expected)} in the window")
+
+    query = urllib.parse.urlencode({"$select": "subject,start,cancelledOccurrences,exceptionOccurrences",
+                                    "$expand": "exceptionOccurrences"})
+    status, headers, body = http("GET", f"{graph}/me/events/{quoted}?{query}", headers=auth)
+    detail = parse(Event, headers, body, "series master ($select, $expand)") if status == 200 else None
+    if detail is None:
+        fail(f"series master ($select, $expand): {status} {body[:300]!r}")
+        return len(instances)
+    cancelled = detail.cancelled_occurrences or []
+    if len(cancelled) != 1 or not cancelled[0].startswith(f"OID.{master_id}."):
+        fail(f"series master: cancelled_occurrences {cancelled!r}, expected this week's cancelled occurrence")
+    exceptions = detail.exception_occurrences or []
+    if [e.subject for e in exceptions] != ["Planning (moved room)"] or exceptions[0].id != occurrence["id"]:
+        fail(f"series master: exception_occurrences {[(e.id, e.subject) for e in exceptions]!r}")
+    if detail.body is not None or detail.attendees is not None:
+        fail("series master: $select should leave out what it does not name")
+    status, _, body = http("GET", f"{graph}/me/events/{quoted}", headers=auth)
+    plain = json.loads(body) if status == 200 else {}
+    if "cancelledOccurrences" in plain or "exceptionOccurrences" in plain:
+        fail("series master: cancelledOccurrences / exceptionOccurrences without $select / $expand")
+    return len(instances)
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -454,6 +532,7 @@ def main() -> int:
             fail(f"401 body: innerError {main_error.inner_error!r}")
 
     event_count, change_count = check_events(base, token)
+    instance_count = check_series(base, token)
 
     if errors:
         print(f"check_graph: {len(errors)} mismatch(es) with msgraph-sdk's models / the identity platform:",
@@ -463,7 +542,9 @@ def main() -> int:
         return 1
     print(f"check_graph: OK (/me, {len(walked)} calendars over {pages} pages, a calendarView delta "
           f"round of {event_count} events and one of {change_count} changes with @removed entries "
-          f"parse losslessly into msgraph-sdk models; 410 parses as ODataError; refresh tokens rotate)")
+          f"and {instance_count} series instances plus the master's cancelledOccurrences / "
+          f"exceptionOccurrences parse losslessly into msgraph-sdk models; 410 parses as ODataError; "
+          f"refresh tokens rotate)")
     return 0
 
 
