@@ -2,7 +2,8 @@
 
 Reads JSON from stdin: {"start": ISO, "end": ISO, "resources": {name: ics text}, "repeat": N?,
 "windows": {name: [start ISO, end ISO]}?} (a resource listed in "windows" is expanded over its own
-window instead of start..end), "by_uid": true? (each resource's occurrences grouped by UID).
+window instead of start..end), "by_uid": true? (each resource's occurrences grouped by UID),
+"summaries": true? (each occurrence as "start|SUMMARY").
 Writes JSON to stdout: {"occurrences": {name: [starts in UTC, "YYYY-MM-DDTHH:MM:SSZ"]},
 "count": occurrences per round, "seconds": time of all rounds (parse + expand)}.
 All-day occurrences are reported as midnight UTC of their date; cancelled ones are left out.
@@ -29,7 +30,7 @@ def instant(text):
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def expand(resources, start, end, windows, by_uid=False):
+def expand(resources, start, end, windows, by_uid=False, summaries=False):
     out = {}
     for name, text in resources.items():
         # Each resource is read on its own, as the sync reads it: icalendar caches VTIMEZONEs by
@@ -51,6 +52,8 @@ def expand(resources, start, end, windows, by_uid=False):
             for e in events:
                 grouped.setdefault(str(e.get("UID", "")), []).append(utc(e["DTSTART"].dt))
             out[name] = {uid: sorted(starts) for uid, starts in grouped.items()}
+        elif summaries:
+            out[name] = sorted(f'{utc(e["DTSTART"].dt)}|{e.get("SUMMARY", "")}' for e in events)
         else:
             out[name] = sorted(utc(e["DTSTART"].dt) for e in events)
     return out
@@ -68,7 +71,12 @@ def main():
     began = time.perf_counter()
     for _ in range(rounds):
         occurrences = expand(
-            request["resources"], start, end, windows, bool(request.get("by_uid"))
+            request["resources"],
+            start,
+            end,
+            windows,
+            bool(request.get("by_uid")),
+            bool(request.get("summaries")),
         )
     seconds = time.perf_counter() - began
     count = sum(len(v) for v in occurrences.values())

@@ -112,7 +112,7 @@ fn time_property(
 }
 
 /// The UID of an event in the feed: stable, and shared by a series and its exceptions.
-fn uid(event: &Event) -> String {
+pub fn uid(event: &Event) -> String {
     let series = event.parent_event_id.as_deref().unwrap_or(&event.event_key);
     format!(
         "{}-{}@calsync",
@@ -130,6 +130,8 @@ pub struct FeedEvent {
     /// For an exception: its RECURRENCE-ID is a DATE (the series is all-day), whatever the
     /// exception itself has become; readers match it against the series' own starts.
     pub series_all_day: bool,
+    /// The UID to write instead of ours: a CalDAV resource keeps the UID its series has there.
+    pub uid: Option<String>,
 }
 
 impl FeedEvent {
@@ -140,6 +142,7 @@ impl FeedEvent {
             event,
             exdates: Vec::new(),
             series_all_day,
+            uid: None,
         }
     }
 }
@@ -149,7 +152,8 @@ fn vevent(out: &mut String, entry: &FeedEvent, stamp: DateTime<Utc>) {
     let event = &entry.event;
     let zone = event.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok());
     line(out, "BEGIN:VEVENT");
-    line(out, &format!("UID:{}", uid(event)));
+    let uid = entry.uid.clone().unwrap_or_else(|| uid(event));
+    line(out, &format!("UID:{uid}"));
     line(out, &format!("DTSTAMP:{}", utc_stamp(stamp)));
     time_property(
         out,

@@ -21,6 +21,7 @@ pub mod providers;
 pub mod queue;
 pub mod recurrence;
 pub mod schedule;
+pub mod series_edit;
 
 pub mod store;
 pub mod stream;

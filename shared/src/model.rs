@@ -388,7 +388,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancels_instance: bool,
     /// An instance of a series its provider expands (Graph calendarView): stored as it comes,
-    /// and not an exception of a master we expand.
+    /// and not an exception of a master we expand. On a series: its provider lists its
+    /// occurrences, so it is stored for editing only and never expanded here.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub provider_expanded: bool,
     /// Incremented by every write; writes are conditional on the version they read.
@@ -457,6 +458,12 @@ impl Event {
 
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+
+    /// In the time index (range reads, the feed): live, and not a series whose occurrences its
+    /// provider lists itself (a Graph series master).
+    pub fn is_listed(&self) -> bool {
+        !(self.is_deleted() || (self.is_recurring && self.provider_expanded))
     }
 
     /// The start of the occurrence of a series this child replaces (moved, changed or cancelled),

@@ -296,6 +296,41 @@ impl Rule {
         }
     }
 
+    /// Whether an occurrence starts exactly at `at`.
+    pub fn occurs_at(&self, at: DateTime<Utc>) -> bool {
+        self.starts_from(at).next() == Some(at)
+    }
+
+    /// How many instances the RRULEs generate before `at`, as COUNT counts them (EXDATEs and
+    /// RDATEs aside), so a split can share a COUNT out; `None` past [`SKIP_BUDGET`].
+    pub fn count_before(&self, at: DateTime<Utc>) -> Option<u32> {
+        let set = RRuleSet::new(self.dt_start)
+            .set_rrules(self.rules.clone())
+            .limit();
+        let mut count = 0u32;
+        for start in &set {
+            if start.with_timezone(&Utc) >= at {
+                return Some(count);
+            }
+            count += 1;
+            if count as usize > SKIP_BUDGET {
+                return None;
+            }
+        }
+        Some(count)
+    }
+
+    /// The rule's RDATEs (without the first start, which every rule has) and EXDATEs, in UTC.
+    pub fn extra_dates(&self) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+        let utc = |dates: &[DateTime<rrule::Tz>]| -> Vec<DateTime<Utc>> {
+            dates.iter().map(|d| d.with_timezone(&Utc)).collect()
+        };
+        let first = self.dt_start.with_timezone(&Utc);
+        let mut rdates = utc(&self.rdates);
+        rdates.retain(|d| *d != first);
+        (rdates, utc(&self.exdates))
+    }
+
     /// Starts of the occurrences beginning in `[from, to)`, and whether the cap cut them short.
     pub fn starts_between(
         &self,

@@ -1796,6 +1796,14 @@ pub(crate) fn admin(st: &mut State, req: &Req, rest: &[&str]) -> Option<Resp> {
                 &json!({ "calendarId": cal.id, "items": items, "cancelledInstances": cancelled }),
             )
         }
+        // What the provider's own `events.instances` says, for tests checking what reached it.
+        ("GET", [cid, "events", eid, "instances"]) => {
+            let cal = match cal(st, cid) {
+                Ok(c) => c,
+                Err(resp) => return Some(resp),
+            };
+            instances_page(st, req, cal, &percent_decode(eid)).unwrap_or_else(|resp| resp)
+        }
         ("POST", [cid, "invalidate-sync-tokens"]) => {
             let cal = match cal(st, cid) {
                 Ok(c) => c,

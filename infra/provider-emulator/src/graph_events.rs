@@ -874,15 +874,40 @@ fn update(
                 "Your request can't be completed. A series master keeps its recurrence.",
             ));
         }
-        if ev.kind == MKind::SeriesMaster && fields.get("recurrence") != ev.fields.get("recurrence")
+        let pattern =
+            |f: &Map<String, Value>| f.get("recurrence").map(|r| r.get("pattern").cloned());
+        if ev.kind == MKind::SeriesMaster
+            && (pattern(&fields) != pattern(&ev.fields)
+                || fields.get("start") != ev.fields.get("start"))
         {
-            // A new pattern drops the series' exceptions and cancellations.
+            // A new pattern (or series start) drops the series' exceptions and cancellations,
+            // as Exchange does (MS-OXOCAL 3.1.4.7.3.5).
             ev.cancelled.clear();
             let master = ev.id.clone();
             if let Some(store) = events.microsoft.get_mut(calendar) {
                 store
                     .events
                     .retain(|_, e| e.series_master_id.as_deref() != Some(master.as_str()));
+            }
+        } else if ev.kind == MKind::SeriesMaster
+            && fields.get("recurrence") != ev.fields.get("recurrence")
+        {
+            // Only the range changed (the series ends earlier or later): exceptions and
+            // cancellations stay where their occurrence still is.
+            let mut changed = ev.clone();
+            changed.fields = fields.clone();
+            let horizon = Utc::now() + chrono::Duration::days(3650);
+            let starts: BTreeSet<DateTime<Utc>> = series(&changed, horizon)
+                .into_iter()
+                .map(|(t, _, _)| t)
+                .collect();
+            ev.cancelled.retain(|t| starts.contains(t));
+            let master = ev.id.clone();
+            if let Some(store) = events.microsoft.get_mut(calendar) {
+                store.events.retain(|_, e| {
+                    e.series_master_id.as_deref() != Some(master.as_str())
+                        || e.original_start.is_some_and(|t| starts.contains(&t))
+                });
             }
         }
         ev.kind = kind;

@@ -19,7 +19,7 @@ use crate::model::{
     PURGE_AFTER_DAYS,
 };
 use crate::store::{EventFilter, RangeQuery, Store, StoreError};
-use crate::time::{EventTime, EventTimeDto, TimeRange, MAX_EVENT_DAYS};
+use crate::time::{key_format, EventTime, EventTimeDto, TimeRange, MAX_EVENT_DAYS};
 
 const MAX_ATTENDEES: usize = 300;
 const MAX_REMINDERS: usize = 5;
@@ -146,10 +146,15 @@ pub struct UpdateEventRequest {
     pub attendees: Option<Vec<Attendee>>,
     #[serde(default)]
     pub reminders: Option<Vec<Reminder>>,
+    /// A series' new rule (RFC 5545 lines, as on create). Only on a series (`scope=series`, the
+    /// default for a series id) or from a split (`scope=following`); overrides are kept where
+    /// their original start still occurs (docs/decisions.md 34).
+    #[serde(default)]
+    pub recurrence: Option<Vec<String>>,
 }
 
 /// Validated start and end of an event.
-struct Schedule {
+pub(super) struct Schedule {
     start: EventTime,
     end: EventTime,
     zone: Option<Tz>,
@@ -187,7 +192,7 @@ impl Schedule {
         Ok(schedule)
     }
 
-    fn of(event: &Event) -> Self {
+    pub(super) fn of(event: &Event) -> Self {
         let zone = event.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok());
         let (start, end) = match (event.start_date, event.end_date) {
             (Some(s), Some(e)) if event.is_all_day => (EventTime::Date(s), EventTime::Date(e)),
@@ -216,6 +221,43 @@ impl Schedule {
             _ => (false, None, None),
         };
     }
+}
+
+/// Recurrence lines the API accepts for `event` as it is scheduled (see `Rule::check_accepted`)
+/// on a calendar of `provider` (Microsoft calendars take what Graph's patterns can express).
+pub(super) fn accepted_recurrence(
+    lines: &[String],
+    event: &Event,
+    provider: Provider,
+) -> ApiResult<Vec<String>> {
+    if lines.is_empty() || lines.len() > 20 || lines.iter().any(|l| l.len() > 1000) {
+        return Err(ApiError::bad_request(
+            "invalid_recurrence",
+            "recurrence takes 1 to 20 lines of at most 1,000 characters",
+        ));
+    }
+    let schedule = Schedule::of(event);
+    let all_day = match schedule.start {
+        EventTime::Date(d) => Some(d),
+        EventTime::Instant(_) => None,
+    };
+    crate::recurrence::Rule::parse(
+        schedule.start_time(),
+        schedule.zone,
+        all_day,
+        &lines.join("\n"),
+    )
+    .and_then(|rule| rule.check_accepted())
+    .map_err(|e| ApiError::bad_request("invalid_recurrence", e))?;
+    if provider == Provider::Microsoft {
+        crate::providers::graph_recurrence::to_graph(
+            &lines.join("\n"),
+            schedule.start_time(),
+            schedule.zone,
+        )
+        .map_err(|e| ApiError::bad_request("invalid_recurrence", e))?;
+    }
+    Ok(lines.to_vec())
 }
 
 fn attendees(list: Vec<Attendee>) -> ApiResult<Vec<Attendee>> {
@@ -269,7 +311,7 @@ fn text(value: Option<String>, field: &str, max: usize) -> ApiResult<Option<Stri
         .map(|v| v.filter(|t| !t.is_empty()))
 }
 
-fn dto(event: &Event, calendar: &Connection) -> EventDto {
+pub(super) fn dto(event: &Event, calendar: &Connection) -> EventDto {
     let schedule = Schedule::of(event);
     EventDto {
         id: event.public_id(),
@@ -437,7 +479,11 @@ async fn live_calendar(app: &App, user_id: &str, id: &str) -> ApiResult<Connecti
 }
 
 /// The caller's live event with this public id, and its calendar.
-async fn own_event(app: &App, user_id: &str, public_id: &str) -> ApiResult<(Event, Connection)> {
+pub(super) async fn own_event(
+    app: &App,
+    user_id: &str,
+    public_id: &str,
+) -> ApiResult<(Event, Connection)> {
     let (connection_id, key) =
         ids::decode_event_id(public_id).ok_or_else(|| ApiError::not_found("event"))?;
     let stored = app.store.event(&connection_id, &key).await?;
@@ -453,7 +499,9 @@ async fn own_event(app: &App, user_id: &str, public_id: &str) -> ApiResult<(Even
     Ok((event, calendar))
 }
 
-/// An occurrence of a series by its id (`<series key>@<start>`), computed from the series.
+/// An occurrence of a series by its id (`<series key>@<original start>`): computed from the
+/// series, or the stored override that now stands for it, so an occurrence id stays usable after
+/// the occurrence is moved. A start the series does not have is a bad request, naming it.
 async fn occurrence(app: &App, connection_id: &str, key: &str) -> ApiResult<Option<Event>> {
     let Some((series, start)) = key.rsplit_once('@') else {
         return Ok(None);
@@ -469,16 +517,41 @@ async fn occurrence(app: &App, connection_id: &str, key: &str) -> ApiResult<Opti
     else {
         return Ok(None);
     };
+    let children = app.store.series_children(&master).await?;
+    if let Some(child) = children.iter().find(|k| k.replaces == Some(start)) {
+        if !child.live {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "occurrence_cancelled",
+                format!(
+                    "the occurrence starting {} was cancelled",
+                    key_format(start)
+                ),
+            ));
+        }
+        return Ok(app.store.event(connection_id, &child.event_key).await?);
+    }
     let length = master.end_time - master.start_time;
     let window = TimeRange {
         start,
         end: start + length.max(Duration::seconds(1)),
     };
-    let series = app.store.series(master).await?;
+    let series = crate::recurrence::Series::new(
+        master,
+        children.iter().filter_map(|k| k.replaces).collect(),
+    );
     let found = series
         .occurrences(window, start)
         .find(|o| o.start_time == start);
-    Ok(found)
+    found.map(Some).ok_or_else(|| {
+        ApiError::bad_request(
+            "unknown_occurrence",
+            format!(
+                "the series has no occurrence starting {}",
+                key_format(start)
+            ),
+        )
+    })
 }
 
 /// `GET /v1/events/{id}/instances?start&end`: a series' occurrences and exceptions in a range,
@@ -489,12 +562,37 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
         req.query.get("start").map(String::as_str),
         req.query.get("end").map(String::as_str),
     )?;
-    let (master, calendar) = own_event(app, &user_id, id).await?;
+    let (event, calendar) = own_event(app, &user_id, id).await?;
+    // A series' id, or the id of any of its occurrences or overrides.
+    let master = match event.parent_event_id.as_deref() {
+        Some(parent) => app
+            .store
+            .event(&event.connection_id, parent)
+            .await?
+            .filter(|m| m.is_recurring && !m.is_deleted())
+            .ok_or_else(|| ApiError::not_found("series"))?,
+        _ => event,
+    };
     if !master.is_recurring || master.parent_event_id.is_some() {
         return Err(ApiError::bad_request(
             "not_recurring",
-            "this event is not the series of a recurring event",
+            "this event is not recurring: neither a series nor one of its occurrences",
         ));
+    }
+    // A series Graph lists: its occurrences are stored as Graph gave them.
+    if master.provider_expanded {
+        let mut found: Vec<Event> = super::recurring::graph_occurrences(app, &master)
+            .await?
+            .into_iter()
+            .filter(|e| range.overlaps(e.start_time, e.end_time))
+            .collect();
+        found.sort_by_key(|e| (e.start_time, e.event_key.clone()));
+        let events = found.iter().map(|e| dto(e, &calendar)).collect();
+        return ApiResponse::ok(&EventListDto {
+            events,
+            next_cursor: None,
+            capped_series: Vec::new(),
+        });
     }
     // One read of the series' children serves both the occurrences they replace and the
     // exceptions to show.
@@ -526,19 +624,8 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
     })
 }
 
-/// One occurrence of a series cannot be changed on its own yet: the series can.
-fn editable(event: &Event) -> ApiResult<()> {
-    if event.is_occurrence {
-        return Err(ApiError::bad_request(
-            "occurrence_not_editable",
-            "this is one occurrence of a recurring event; change or delete the series (recurringEventId)",
-        ));
-    }
-    Ok(())
-}
-
 /// Maps a failed event transaction (event put, calendar check, audit) to what the client did wrong.
-fn write_error(err: StoreError) -> ApiError {
+pub(super) fn write_error(err: StoreError) -> ApiError {
     if err.failed_condition_at(0) {
         ApiError::conflict(
             "concurrent_modification",
@@ -548,6 +635,20 @@ fn write_error(err: StoreError) -> ApiError {
         ApiError::not_found("calendar")
     } else {
         err.into()
+    }
+}
+
+/// The key of a new event of `calendar`: our own id, usable as a Google event id; for CalDAV the
+/// href of the resource write-back will create.
+pub(super) fn new_event_key(calendar: &Connection) -> String {
+    match calendar.provider {
+        Provider::Apple => {
+            let path = url::Url::parse(&calendar.calendar_id)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default();
+            format!("{}/{}.ics", path.trim_end_matches('/'), ids::new_id())
+        }
+        _ => ids::new_id(),
     }
 }
 
@@ -562,16 +663,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let reminders = reminders(body.reminders)?;
     let calendar = live_calendar(app, &user_id, &body.calendar_id).await?;
     let now = Store::now();
-    // A CalDAV event is keyed by its resource's href, which write-back will create.
-    let key = match calendar.provider {
-        Provider::Apple => {
-            let path = url::Url::parse(&calendar.calendar_id)
-                .map(|u| u.path().to_owned())
-                .unwrap_or_default();
-            format!("{}/{}.ics", path.trim_end_matches('/'), ids::new_id())
-        }
-        _ => ids::new_id(),
-    };
+    let key = new_event_key(&calendar);
     let mut event = Event::new(&user_id, &calendar.id, &key, &title, (now, now), now);
     event.description = description;
     event.location = location;
@@ -581,26 +673,8 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     event.pending_change = Some(PendingChange::Create);
     schedule.apply(&mut event);
     if let Some(lines) = body.recurrence.filter(|l| !l.is_empty()) {
-        if lines.len() > 20 || lines.iter().any(|l| l.len() > 1000) {
-            return Err(ApiError::bad_request(
-                "invalid_recurrence",
-                "at most 20 recurrence lines of 1,000 characters",
-            ));
-        }
-        let all_day = match schedule.start {
-            EventTime::Date(d) => Some(d),
-            EventTime::Instant(_) => None,
-        };
-        crate::recurrence::Rule::parse(
-            schedule.start_time(),
-            schedule.zone,
-            all_day,
-            &lines.join("\n"),
-        )
-        .and_then(|rule| rule.check_accepted())
-        .map_err(|e| ApiError::bad_request("invalid_recurrence", e))?;
-        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        crate::recurrence::apply_recurrence(&mut event, &lines);
+        let lines = accepted_recurrence(&lines, &event, calendar.provider)?;
+        crate::series_edit::set_recurrence(&mut event, &lines);
     }
     let audit = AuditEntry::new(&user_id, "EVENT_CREATED", "EVENT", Some(&event.public_id()))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
@@ -617,42 +691,72 @@ pub async fn get(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse
     ApiResponse::ok(&dto(&event, &calendar))
 }
 
-pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
-    let user_id = app.authenticate(req).await?;
-    let body: UpdateEventRequest = json_body(req)?;
-    let (mut event, calendar) = own_event(app, &user_id, id).await?;
-    editable(&event)?;
-    let expected_version = event.version;
+/// Moves an event to the start and end the body gives (either may be absent).
+pub(super) fn apply_times(event: &mut Event, body: &UpdateEventRequest) -> ApiResult<()> {
     if body.start.is_some() || body.end.is_some() {
-        let current = Schedule::of(&event);
+        let current = Schedule::of(event);
         let start = body
             .start
+            .clone()
             .unwrap_or_else(|| current.start.to_dto(current.zone));
-        let end = body.end.unwrap_or_else(|| current.end.to_dto(current.zone));
-        Schedule::parse(&start, &end)?.apply(&mut event);
+        let end = body
+            .end
+            .clone()
+            .unwrap_or_else(|| current.end.to_dto(current.zone));
+        Schedule::parse(&start, &end)?.apply(event);
     }
-    if let Some(title) = body.title {
-        event.title = input::required_text(&title, "title", 1024)?;
+    Ok(())
+}
+
+/// Applies the body's fields other than times and recurrence.
+pub(super) fn apply_fields(event: &mut Event, body: &UpdateEventRequest) -> ApiResult<()> {
+    if let Some(title) = &body.title {
+        event.title = input::required_text(title, "title", 1024)?;
     }
-    if let Some(description) = body.description {
-        event.description = text(description, "description", 65_536)?;
+    if let Some(description) = &body.description {
+        event.description = text(description.clone(), "description", 65_536)?;
     }
-    if let Some(location) = body.location {
-        event.location = text(location, "location", 1024)?;
+    if let Some(location) = &body.location {
+        event.location = text(location.clone(), "location", 1024)?;
     }
-    if let Some(list) = body.attendees {
-        event.attendees = attendees(list)?;
+    if let Some(list) = &body.attendees {
+        event.attendees = attendees(list.clone())?;
     }
-    if let Some(list) = body.reminders {
-        event.reminders = reminders(list)?;
+    if let Some(list) = &body.reminders {
+        event.reminders = reminders(list.clone())?;
     }
-    // An event never written to its provider is still a create there.
+    Ok(())
+}
+
+/// A local change waiting for write-back; an event never written to its provider is still a
+/// create there.
+pub(super) fn mark_changed(event: &mut Event, now: DateTime<Utc>) {
     if event.pending_change != Some(PendingChange::Create) {
         event.pending_change = Some(PendingChange::Update);
     }
     event.sync_status = SyncStatus::Pending;
-    event.updated_at = Store::now();
+    event.updated_at = now;
     event.version += 1;
+}
+
+pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let body: UpdateEventRequest = json_body(req)?;
+    let scope = super::recurring::scope(req)?;
+    let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    if super::recurring::handles(&event, scope) {
+        return super::recurring::update(app, &user_id, event, &calendar, &body, scope).await;
+    }
+    if scope.is_some() || body.recurrence.is_some() {
+        return Err(ApiError::bad_request(
+            "not_recurring",
+            "this event is not recurring: it has no rule to change and no occurrences to scope",
+        ));
+    }
+    let expected_version = event.version;
+    apply_times(&mut event, &body)?;
+    apply_fields(&mut event, &body)?;
+    mark_changed(&mut event, Store::now());
     let audit = AuditEntry::new(&user_id, "EVENT_UPDATED", "EVENT", Some(id))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
     app.store
@@ -662,26 +766,37 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     ApiResponse::ok(&dto(&event, &calendar))
 }
 
-pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
-    let user_id = app.authenticate(req).await?;
-    let (mut event, calendar) = own_event(app, &user_id, id).await?;
-    editable(&event)?;
-    let expected_version = event.version;
-    let now = Store::now();
-    // Nothing to delete at the provider if the event never reached it.
+/// A local deletion, written back unless the event never reached its provider. A cancelled
+/// occurrence is a tombstone that stays (unpurged), or its series would show it again.
+pub(super) fn mark_deleted(event: &mut Event, now: DateTime<Utc>, cancels_instance: bool) {
     event.pending_change = match event.pending_change {
         Some(PendingChange::Create) => None,
         _ => Some(PendingChange::Delete),
     };
     event.sync_status = SyncStatus::Deleted;
     event.deleted_at = Some(now);
-    // Deleting an exception of a series cancels that occurrence: the tombstone stays (unpurged),
-    // or the series would show the occurrence again.
-    event.cancels_instance = event.parent_event_id.is_some() && !event.provider_expanded;
+    event.cancels_instance = cancels_instance;
     event.purge_at =
-        (!event.cancels_instance).then(|| (now + Duration::days(PURGE_AFTER_DAYS)).timestamp());
+        (!cancels_instance).then(|| (now + Duration::days(PURGE_AFTER_DAYS)).timestamp());
     event.updated_at = now;
     event.version += 1;
+}
+
+pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let scope = super::recurring::scope(req)?;
+    let (mut event, calendar) = own_event(app, &user_id, id).await?;
+    if super::recurring::handles(&event, scope) {
+        return super::recurring::delete(app, &user_id, event, &calendar, scope).await;
+    }
+    if scope.is_some() {
+        return Err(ApiError::bad_request(
+            "not_recurring",
+            "this event is not recurring: there are no occurrences to scope",
+        ));
+    }
+    let expected_version = event.version;
+    mark_deleted(&mut event, Store::now(), false);
     let audit = AuditEntry::new(&user_id, "EVENT_DELETED", "EVENT", Some(id))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
     app.store

@@ -10,6 +10,7 @@ mod feeds;
 pub use feeds::render as render_feed;
 mod input;
 pub mod openapi;
+mod recurring;
 pub mod routes;
 mod schedule;
 

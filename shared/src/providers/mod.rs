@@ -2,6 +2,7 @@
 
 pub mod caldav;
 pub mod google;
+pub mod graph_recurrence;
 pub mod microsoft;
 pub mod oauth;
 

@@ -81,6 +81,17 @@ fn tier_of(event: &Event, (start, end): (DateTime<Utc>, Option<DateTime<Utc>>)) 
         .map_or("#SPAN", |(suffix, _)| suffix)
 }
 
+/// What a transactional event write expects to find under its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: a new event.
+    Absent,
+    /// The live event at this version.
+    Version(u64),
+    /// The deleted event at this version (an override made again where one was dropped).
+    Deleted(u64),
+}
+
 /// Optional narrowing of a range query, applied inside DynamoDB.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
@@ -134,7 +145,7 @@ impl Store {
             ("pk", conn_pk(&event.connection_id)),
             ("sk", event_sk(&event.event_key)),
         ];
-        if !event.is_deleted() {
+        if event.is_listed() {
             let interval = indexed_interval(event);
             keys.push((
                 "timePk",
@@ -197,7 +208,7 @@ impl Store {
     /// Creates a new event on a live calendar, counting it, with its audit entry.
     /// `TransactionCancelled` with a failed condition at index 1 means the calendar is not live.
     pub async fn create_event(&self, event: &Event, audit: &AuditEntry) -> StoreResult<()> {
-        let put = self.event_put(event, None)?;
+        let put = self.event_put(event, Expect::Absent)?;
         let count = self.live_connection_check(&event.user_id, &event.connection_id, 1)?;
         self.transact(vec![put, count, self.audit_put(audit)?])
             .await
@@ -211,7 +222,7 @@ impl Store {
         expected_version: u64,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
-        let put = self.event_put(event, Some(expected_version))?;
+        let put = self.event_put(event, Expect::Version(expected_version))?;
         let delta = if event.is_deleted() { -1 } else { 0 };
         let check = self.live_connection_check(&event.user_id, &event.connection_id, delta)?;
         self.transact(vec![put, check, self.audit_put(audit)?])
@@ -233,18 +244,46 @@ impl Store {
         Ok(())
     }
 
-    fn event_put(
+    /// Writes events of one calendar in one transaction, each on its precondition, with the
+    /// calendar's count and an audit entry: an edit of a series (its master, a new series, moved
+    /// overrides) lands whole or not at all. Past what one transaction holds, the rest of the
+    /// writes (overrides of a heavily edited series) follow as a batch.
+    pub async fn write_events(
         &self,
-        event: &Event,
-        expected_version: Option<u64>,
-    ) -> StoreResult<TransactWriteItem> {
+        writes: &[(Event, Expect)],
+        count_delta: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        const IN_TRANSACTION: usize = 90;
+        let Some((first, _)) = writes.first() else {
+            return Ok(());
+        };
+        let (now, later) = writes.split_at(writes.len().min(IN_TRANSACTION));
+        // The calendar first: a failed condition at index 0 means it is gone, elsewhere that an
+        // event changed meanwhile.
+        let mut items = vec![
+            self.live_connection_check(&first.user_id, &first.connection_id, count_delta)?,
+            self.audit_put(audit)?,
+        ];
+        for (event, expect) in now {
+            items.push(self.event_put(event, *expect)?);
+        }
+        self.transact(items).await?;
+        let rest: Vec<Event> = later.iter().map(|(e, _)| e.clone()).collect();
+        self.put_events(&rest).await
+    }
+
+    fn event_put(&self, event: &Event, expect: Expect) -> StoreResult<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.events)
             .set_item(Some(self.event_item(event)?));
-        let put = match expected_version {
-            None => put.condition_expression("attribute_not_exists(pk)"),
-            Some(v) => put
+        let put = match expect {
+            Expect::Absent => put.condition_expression("attribute_not_exists(pk)"),
+            Expect::Version(v) => put
                 .condition_expression("version = :v AND attribute_not_exists(deletedAt)")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            Expect::Deleted(v) => put
+                .condition_expression("version = :v AND attribute_exists(deletedAt)")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
         let put = put

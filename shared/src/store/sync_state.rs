@@ -19,6 +19,8 @@ const BATCH_GET_MAX: usize = 100;
 pub struct StoredKey {
     pub event_key: String,
     pub live: bool,
+    /// In the time index: live and not a series its provider expands (see `Event::is_listed`).
+    pub listed: bool,
     pub pending: bool,
     pub start_time: Option<DateTime<Utc>>,
     /// For an occurrence override or a cancelled occurrence: its series and original start.
@@ -110,7 +112,7 @@ impl Store {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
             .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
-            .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk")
+            .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk, timePk")
             .consistent_read(true);
         let mut out = Vec::new();
         for item in self.query_all(query).await? {
@@ -126,6 +128,7 @@ impl Store {
             out.push(StoredKey {
                 event_key,
                 live: !item.contains_key("deletedAt"),
+                listed: item.contains_key("timePk"),
                 pending: item.contains_key("pendingChange"),
                 start_time: instant("startTime"),
                 parent: text("parentEventId"),

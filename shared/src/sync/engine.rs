@@ -10,7 +10,7 @@ use super::{Change, Listing, Page};
 use crate::api::App;
 use crate::error::ApiError;
 use crate::jobs::token_refresh::{self, Outcome};
-use crate::model::{AuditEntry, Connection, ConnectionStatus, Event, SyncStatus};
+use crate::model::{AuditEntry, Connection, ConnectionStatus, Event, PendingChange, SyncStatus};
 use crate::providers::ProviderError;
 use crate::store::StoreError;
 
@@ -34,6 +34,9 @@ pub struct SyncReport {
     pub malformed: usize,
     /// Events with a local change not yet written back: the provider's version waits.
     pub kept_local: usize,
+    /// Local changes given up because the provider changed the same event meanwhile (the
+    /// provider's version wins; see also `write_back.superseded`).
+    pub superseded: usize,
     pub full: bool,
     /// The provider had forgotten our cursor: a full listing reconciled instead.
     pub cursor_lost: bool,
@@ -229,7 +232,17 @@ async fn run(
                 cursor: new_cursor,
                 ..
             } = page;
+            let series: Vec<String> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Upsert(e) if e.provider_expanded => e.parent_event_id.clone(),
+                    _ => None,
+                })
+                .collect();
             apply(app, conn, changes, &mut report).await?;
+            if let Feed::Microsoft(graph) = &feed {
+                adopt_series(app, conn, graph, series).await?;
+            }
             match next_page {
                 Some(next) => page_token = Some(next),
                 None => {
@@ -249,6 +262,78 @@ async fn run(
             }
         }
     }
+}
+
+/// The series masters of Graph instances (Graph lists instances only), stored for editing a
+/// series as a whole: fetched once each; a series created here stops being expanded by us as
+/// soon as Graph lists its instances, and the overrides we kept for it until then are
+/// superseded by Graph's own instances.
+async fn adopt_series(
+    app: &App,
+    conn: &Connection,
+    graph: &super::feeds::microsoft::GraphFeed,
+    mut series: Vec<String>,
+) -> Result<(), SyncError> {
+    series.sort();
+    series.dedup();
+    let stored = app.store.events_by_keys(&conn.id, &series).await?;
+    let now = Utc::now();
+    let mut writes = Vec::new();
+    let mut unlisted = 0i64;
+    for key in series {
+        match stored.get(&key) {
+            // A series changed here is adopted only once the change has reached Graph.
+            Some(master)
+                if master.provider_expanded
+                    || master.is_deleted()
+                    || master.pending_change.is_some() => {}
+            Some(master) => {
+                // The series leaves the listing; Graph's instances stand for it.
+                unlisted += 1;
+                let mut adopted = master.clone();
+                adopted.provider_expanded = true;
+                adopted.version += 1;
+                adopted.updated_at = now;
+                writes.push(adopted);
+                for child in app.store.series_children(master).await? {
+                    if let Some(mut gone) = app.store.event(&conn.id, &child.event_key).await? {
+                        if !gone.is_deleted() || gone.pending_change.is_some() {
+                            unlisted += i64::from(!gone.is_deleted());
+                            gone.deleted_at = Some(now);
+                            gone.pending_change = None;
+                            gone.cancels_instance = false;
+                            gone.purge_at = Some(
+                                (now + Duration::days(crate::model::PURGE_AFTER_DAYS)).timestamp(),
+                            );
+                            gone.version += 1;
+                            writes.push(gone);
+                        }
+                    }
+                }
+            }
+            None => match graph.series_master(&key).await {
+                Ok(Some(mut master)) => {
+                    master.user_id = conn.user_id.clone();
+                    master.connection_id = conn.id.clone();
+                    master.sync_status = SyncStatus::Synced;
+                    master.last_synced_at = Some(now);
+                    writes.push(master);
+                }
+                Ok(None) => {}
+                // Only series edits need the master; the next sync tries again.
+                Err(e) => {
+                    tracing::warn!(connection = %conn.id, series = %key, error = %e, "series master not fetched")
+                }
+            },
+        }
+    }
+    app.store.put_events(&writes).await?;
+    if unlisted != 0 {
+        app.store
+            .add_event_count(&conn.user_id, &conn.id, -unlisted)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One page, honouring Retry-After (capped) on 429 / 503 and backing off on other 5xx.
@@ -295,6 +380,10 @@ fn to_our_keys(page: &mut Page, aliases: &std::collections::HashMap<String, Stri
                 if let Some(ours) = aliases.get(&event.event_key) {
                     event.provider_event_id =
                         Some(std::mem::replace(&mut event.event_key, ours.clone()));
+                }
+                // An instance of a series we created names it by the provider's id.
+                if let Some(ours) = event.parent_event_id.as_ref().and_then(|p| aliases.get(p)) {
+                    event.parent_event_id = Some(ours.clone());
                 }
             }
             Change::Delete { key } | Change::Malformed { key, .. } => {
@@ -345,6 +434,21 @@ fn fingerprint(event: &Event) -> String {
     content.version = 0;
     content.fingerprint = None;
     crate::ids::sha256_hex(&serde_json::to_string(&content).unwrap_or_default())[..32].to_owned()
+}
+
+/// Whether a local change waiting for write-back gives way to what the provider now sends: it
+/// does when the provider's version is not the one the change was made over (another ETag: a
+/// concurrent edit there), and the provider's version wins, as a failed `If-Match` would decide
+/// at write-back. This also decides where write-back could not: a new override of one
+/// occurrence has no ETag of its own, and the parts of a CalDAV resource share the resource's
+/// (the resource is the unit of the precondition, as its `If-Match` is). A cancellation from the
+/// provider (`incoming` `None`) always wins. Creates never give way: the provider can only be
+/// sending back what we wrote.
+fn loses_to_provider(local: &Event, incoming: Option<&Event>) -> bool {
+    matches!(
+        local.pending_change,
+        Some(PendingChange::Update | PendingChange::Delete)
+    ) && incoming.is_none_or(|theirs| theirs.provider_etag != local.provider_etag)
 }
 
 fn tombstone(mut event: Event, now: DateTime<Utc>) -> Event {
@@ -404,6 +508,7 @@ async fn apply(
     }
     let stored = app.store.events_by_keys(&conn.id, &keys).await?;
     let mut writes = Vec::new();
+    let mut superseded = Vec::new();
     let mut count_delta = 0i64;
     for change in changes {
         match change {
@@ -417,9 +522,21 @@ async fn apply(
                 }
                 let print = fingerprint(&event);
                 match stored.get(&event.event_key) {
-                    Some(old) if old.pending_change.is_some() => {
+                    Some(old)
+                        if old.pending_change.is_some()
+                            && !loses_to_provider(old, Some(&event)) =>
+                    {
                         report.kept_local += 1;
                         continue;
+                    }
+                    Some(old) if old.pending_change.is_some() => {
+                        superseded.push(old.public_id());
+                        report.superseded += 1;
+                        event.created_at = old.created_at;
+                        event.version = old.version + 1;
+                        if old.is_deleted() {
+                            count_delta += 1;
+                        }
                     }
                     Some(old)
                         if !old.is_deleted()
@@ -466,7 +583,9 @@ async fn apply(
                 parent,
                 original_start,
             } => match stored.get(&key) {
-                Some(old) if old.pending_change.is_some() => report.kept_local += 1,
+                Some(old) if old.pending_change.is_some() && !loses_to_provider(old, None) => {
+                    report.kept_local += 1
+                }
                 Some(old) if !old.is_deleted() => {
                     writes.push(cancellation(old.clone(), parent, original_start, now));
                     report.deleted += 1;
@@ -501,6 +620,16 @@ async fn apply(
     writes.reverse();
     writes.retain(|e| seen.insert(e.event_key.clone()));
     app.store.put_events(&writes).await?;
+    for id in superseded {
+        let audit = crate::model::AuditEntry::new(
+            &conn.user_id,
+            "EVENT_WRITE_BACK_SUPERSEDED",
+            "EVENT",
+            Some(&id),
+        )
+        .failed("the occurrence changed at the provider before our change reached it; the provider's version was kept");
+        app.store.append_audit(&audit).await?;
+    }
     if count_delta != 0 {
         app.store
             .add_event_count(&conn.user_id, &conn.id, count_delta)
@@ -541,7 +670,8 @@ async fn reconcile(
 ) -> Result<i64, SyncError> {
     let complete = listing.finish();
     let stored = app.store.stored_keys(&conn.id, "").await?;
-    let live_before = stored.iter().filter(|k| k.live).count() as i64;
+    // Counted as the API lists them: a Graph series master is stored, not listed.
+    let live_before = stored.iter().filter(|k| k.listed).count() as i64;
     // An empty full listing of a calendar we hold events for is more likely a provider fault
     // than an emptied calendar: it deletes nothing. Deletions still arrive as tombstones.
     if complete.is_empty() && live_before > 0 {

@@ -118,6 +118,10 @@ impl Listing {
             ) {
                 self.seen.insert(change.key().to_owned());
             }
+            // The series of a listed instance is there too (Graph lists instances only).
+            if let Change::Upsert(event) = change {
+                self.seen.extend(event.parent_event_id.iter().cloned());
+            }
         }
         self.seen.extend(page.present.iter().cloned());
     }

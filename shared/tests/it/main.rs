@@ -13,6 +13,7 @@ mod oauth_flow;
 mod paging;
 mod recurrence;
 mod recurrence_oracle;
+mod recurring_edit;
 
 mod schedule;
 

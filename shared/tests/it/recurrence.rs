@@ -61,6 +61,8 @@ async fn a_weekly_series_stays_at_nine_new_york_time_across_dst() {
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["start"]["dateTime"], "2026-03-09T09:00:00-04:00");
 
+    // One occurrence changed on its own becomes an override of the series; its id keeps
+    // answering, and /instances takes it as well as the series' id.
     let (status, body) = call(
         &app,
         send(
@@ -71,43 +73,50 @@ async fn a_weekly_series_stays_at_nine_new_york_time_across_dst() {
         ),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["recurringEventId"], series["id"]);
+    let instances = |of: String| {
+        let app = &app;
+        let token = user.token.clone();
+        async move {
+            let (status, listed) = call(
+                app,
+                query(
+                    get(&format!("/v1/events/{of}/instances"), &token),
+                    &[("start", "2026-03-01"), ("end", "2026-03-10")],
+                ),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{listed}");
+            listed["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let series_id = series["id"].as_str().unwrap().to_owned();
+    assert_eq!(instances(series_id.clone()).await.len(), 2);
+    assert!(instances(series_id.clone()).await.contains(&"x".to_owned()));
     assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "occurrence_not_editable")
+        instances(id.to_owned()).await,
+        instances(series_id.clone()).await
     );
-    let (status, body) = call(
+
+    // Deleting it cancels that occurrence only.
+    let (status, _) = call(
         &app,
         calsync::api::ApiRequest::new(Method::DELETE, &format!("/v1/events/{id}"))
             .with_bearer(&user.token),
     )
     .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(instances(series_id).await.len(), 1);
+    let (status, body) = call(&app, get(&format!("/v1/events/{id}"), &user.token)).await;
     assert_eq!(
         (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "occurrence_not_editable")
-    );
-
-    let path = format!("/v1/events/{}/instances", series["id"].as_str().unwrap());
-    let (status, instances) = call(
-        &app,
-        query(
-            get(&path, &user.token),
-            &[("start", "2026-03-01"), ("end", "2026-03-10")],
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{instances}");
-    assert_eq!(instances["events"].as_array().unwrap().len(), 2);
-    let (status, body) = call(
-        &app,
-        query(
-            get(&format!("/v1/events/{id}/instances"), &user.token),
-            &[("start", "2026-03-01"), ("end", "2026-03-10")],
-        ),
-    )
-    .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "not_recurring")
+        (StatusCode::NOT_FOUND, "occurrence_cancelled")
     );
 }
 

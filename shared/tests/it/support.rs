@@ -223,7 +223,8 @@ pub fn error_code(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
 
-/// The live events stored for a calendar: key -> (title, start in UTC).
+/// The live events stored for a calendar as range reads list them (a Graph series master is
+/// stored for editing only): key -> (title, start in UTC).
 pub async fn stored_events(
     app: &App,
     connection_id: &str,
@@ -234,7 +235,7 @@ pub async fn stored_events(
         .await
         .unwrap()
         .into_iter()
-        .filter(|k| k.live)
+        .filter(|k| k.listed)
         .map(|k| k.event_key)
         .collect();
     app.store

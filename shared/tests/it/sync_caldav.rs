@@ -130,6 +130,39 @@ impl CalDavFixture {
             .unwrap()
     }
 
+    /// The names (without `.ics`) of the collection's resources, as the server lists them.
+    pub async fn resource_names(&self) -> Vec<String> {
+        let response = self
+            .http
+            .request(Method::from_bytes(b"PROPFIND").unwrap(), &self.collection)
+            .basic_auth(&self.auth.0, Some(&self.auth.1))
+            .header("Depth", "1")
+            .header("Content-Type", "application/xml")
+            .body(
+                r#"<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getetag/></prop></propfind>"#,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "PROPFIND: {}",
+            response.status()
+        );
+        let text = response.text().await.unwrap();
+        let pieces: Vec<&str> = text.split(".ics<").collect();
+        // Each piece but the last ends with an href's last segment.
+        let mut names: Vec<String> = pieces[..pieces.len() - 1]
+            .iter()
+            .filter_map(|before| before.rsplit(['/', '>']).next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub async fn put(&self, name: &str, ics: &str) {
         let response = self
             .http
@@ -727,7 +760,12 @@ async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(fx.sync().await.write_back.superseded, 1);
+    let report = fx.sync().await;
+    assert_eq!(
+        report.superseded + report.write_back.superseded,
+        1,
+        "{report:?}"
+    );
     fx.sync().await;
     assert_eq!(
         fx.stored().await.into_keys().collect::<Vec<_>>(),

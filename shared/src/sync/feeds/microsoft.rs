@@ -73,6 +73,31 @@ impl GraphFeed {
     }
 }
 
+impl GraphFeed {
+    /// A series master by Graph's id, with its pattern as an RRULE; `None` if Graph no longer
+    /// has it.
+    pub async fn series_master(&self, id: &str) -> Result<Option<Event>, FeedError> {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let response = self
+            .http
+            .get(format!("{}/me/events/{id}", self.api_base))
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = read_body(response, &[]).await?;
+        let item: Value = serde_json::from_str(&body)
+            .map_err(|e| ProviderError::Protocol(format!("series master: {e}")))?;
+        match to_change(&item) {
+            Change::Upsert(event) if event.is_recurring => Ok(Some(*event)),
+            _ => Ok(None),
+        }
+    }
+}
+
 fn text(value: &Value, pointer: &str) -> Option<String> {
     value
         .pointer(pointer)
@@ -140,6 +165,15 @@ fn to_event(id: &str, item: &Value) -> Result<Event, String> {
         event.start_date = Some(local(start));
         event.end_date = Some(local(end));
     }
+    if text(item, "/type").as_deref() == Some("seriesMaster") {
+        // Graph lists its occurrences; the master is kept for editing the series as a whole.
+        let lines = item
+            .get("recurrence")
+            .and_then(|r| crate::providers::graph_recurrence::from_graph(r, zone))
+            .ok_or("a series master without a pattern we can read")?;
+        crate::series_edit::set_recurrence(&mut event, &[lines]);
+        event.provider_expanded = true;
+    }
     if matches!(
         text(item, "/type").as_deref(),
         Some("occurrence" | "exception")
@@ -186,6 +220,16 @@ fn to_event(id: &str, item: &Value) -> Result<Event, String> {
     {
         event.has_conference = true;
         event.provider_metadata = Some(serde_json::json!({ "onlineMeeting": { "joinUrl": join } }));
+    }
+    // Graph's exceptions differ from their series; a change of the series' pattern drops them at
+    // Exchange, and calsync writes them again (docs/decisions.md 34).
+    if text(item, "/type").as_deref() == Some("exception") {
+        let mut metadata = event
+            .provider_metadata
+            .take()
+            .unwrap_or_else(|| serde_json::json!({}));
+        metadata["seriesType"] = serde_json::json!("exception");
+        event.provider_metadata = Some(metadata);
     }
     event.transparent = text(item, "/showAs").as_deref() == Some("free");
     event.provider_etag = text(item, "/@odata.etag").or_else(|| text(item, "/changeKey"));
