@@ -488,6 +488,39 @@ fn shift(master: &mut Event, occurrence: &Event, moved: &Event) {
     }
 }
 
+/// The series ended before its occurrence at `at`: its new state, the rule lines of the part
+/// from `at` on, and what ending it writes besides (for a Graph series, the hand-back of its
+/// occurrences before `at`; see [`take_over`]) with the change to the calendar's count. The
+/// series itself is written first, by the caller, on its version.
+async fn end_before(
+    app: &App,
+    master: &Event,
+    rule: &Rule,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ApiResult<(Event, Vec<String>, Vec<(Event, Expect)>, i64)> {
+    let parts = series_edit::split(master, rule, at)
+        .map_err(|e| ApiError::bad_request("invalid_split", e))?;
+    let mut old = master.clone();
+    series_edit::set_recurrence(&mut old, &parts.before);
+    mark_changed(&mut old, now);
+    let (mut writes, mut count) = (Vec::new(), 0);
+    if master.provider_expanded {
+        // Expanded here until Graph lists it again.
+        take_over(
+            app,
+            master,
+            &mut old,
+            &|t| t < at,
+            now,
+            &mut writes,
+            &mut count,
+        )
+        .await?;
+    }
+    Ok((old, parts.from, writes, count))
+}
+
 /// This and following: the series ends before the occurrence, and a new series starts with it,
 /// taking the overrides and cancellations from there on (where its rule still has them).
 async fn split(
@@ -503,13 +536,8 @@ async fn split(
     if at <= master.start_time || rule.count_before(at) == Some(0) {
         return Err(first_occurrence_split());
     }
-    let parts = series_edit::split(&master, &rule, at)
-        .map_err(|e| ApiError::bad_request("invalid_split", e))?;
     let now = Store::now();
-    let mut old = master.clone();
-    series_edit::set_recurrence(&mut old, &parts.before);
-    mark_changed(&mut old, now);
-
+    let (old, from, mut writes, mut count) = end_before(app, &master, &rule, at, now).await?;
     let mut new = series_edit::child_of(&master, new_event_key(calendar), "", now);
     new.parent_event_id = None;
     new.original_start_time = None;
@@ -520,7 +548,7 @@ async fn split(
         new.start_date = master.start_date.map(|d| d + days);
         new.end_date = master.end_date.map(|d| d + days);
     }
-    series_edit::set_recurrence(&mut new, &parts.from);
+    series_edit::set_recurrence(&mut new, &from);
     apply_times(&mut new, body)?;
     apply_fields(&mut new, body)?;
     if let Some(lines) = &body.recurrence {
@@ -532,21 +560,8 @@ async fn split(
     new.sync_status = SyncStatus::Pending;
     new.version = 1;
 
-    let mut writes = vec![(new.clone(), Expect::Absent)];
-    let mut count = 1;
-    if master.provider_expanded {
-        // The part before the split is expanded here until Graph lists it again.
-        take_over(
-            app,
-            &master,
-            &mut old,
-            &|t| t < at,
-            now,
-            &mut writes,
-            &mut count,
-        )
-        .await?;
-    }
+    writes.push((new.clone(), Expect::Absent));
+    count += 1;
     for child in live_overrides(app, &master).await? {
         let original = child.original_start_time.unwrap_or(child.start_time);
         if original < at {
@@ -680,26 +695,9 @@ async fn end_series(
     if at <= master.start_time || rule.count_before(at) == Some(0) {
         return delete_series(app, user_id, master, calendar).await;
     }
-    let parts = series_edit::split(&master, &rule, at)
-        .map_err(|e| ApiError::bad_request("invalid_split", e))?;
     let now = Store::now();
-    let mut old = master.clone();
-    series_edit::set_recurrence(&mut old, &parts.before);
-    mark_changed(&mut old, now);
-    let mut writes = Vec::new();
-    let mut count = 0;
-    if master.provider_expanded {
-        take_over(
-            app,
-            &master,
-            &mut old,
-            &|t| t < at,
-            now,
-            &mut writes,
-            &mut count,
-        )
-        .await?;
-    } else {
+    let (old, _, mut writes, mut count) = end_before(app, &master, &rule, at, now).await?;
+    if !master.provider_expanded {
         for child in live_overrides(app, &master).await? {
             if child.original_start_time.unwrap_or(child.start_time) >= at {
                 writes.push(drop_override(child, calendar.provider, now));

@@ -90,6 +90,17 @@ pub(crate) fn status_error(
     }
 }
 
+/// Sends a provider request and reads its answer whole: status, headers, body.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, String), ProviderError> {
+    let response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(transport_error)?;
+    Ok((status, headers, body))
+}
+
 pub(crate) fn transport_error(err: reqwest::Error) -> ProviderError {
     // reqwest's message never includes headers or bodies, so no secret leaks through it.
     ProviderError::Unavailable(err.without_url().to_string())

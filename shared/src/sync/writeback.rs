@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::api::App;
 use crate::crypto::Secret;
 use crate::model::{Connection, Event, PendingChange, Provider, SyncStatus};
-use crate::providers::{status_error, transport_error, ProviderError};
+use crate::providers::{exchange, status_error, transport_error, ProviderError};
 use crate::store::StoreError;
 use crate::sync::feeds::{caldav::CalDavFeed, Feed};
 
@@ -100,14 +100,7 @@ async fn push_google(
         Some(PendingChange::Delete) => precondition(http.delete(format!("{url}/{key}"))),
         None => return Ok(Outcome::Pushed(event.provider_etag.clone())),
     };
-    let response = request
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.map_err(transport_error)?;
+    let (status, headers, body) = exchange(request.bearer_auth(token.expose())).await?;
     let etag = || {
         serde_json::from_str::<Value>(&body)
             .ok()
@@ -507,17 +500,13 @@ impl GraphTarget<'_> {
                 crate::time::key_format(original + chrono::Duration::minutes(1)),
             ),
         ];
-        let response = self
-            .http
-            .get(format!("{}/instances", self.item(series)))
-            .query(&window)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(transport_error)?;
+        let (status, headers, body) = exchange(
+            self.http
+                .get(format!("{}/instances", self.item(series)))
+                .query(&window)
+                .bearer_auth(self.token.expose()),
+        )
+        .await?;
         if !status.is_success() {
             return Err(status_error(status, &headers, &body));
         }
@@ -538,14 +527,7 @@ impl GraphTarget<'_> {
         } else {
             self.http.patch(self.item(id)).json(&graph_body(event)?)
         };
-        let response = request
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.map_err(transport_error)?;
+        let (status, headers, body) = exchange(request.bearer_auth(self.token.expose())).await?;
         match status.as_u16() {
             200..=299 | 404 if event.is_deleted() => Ok(Outcome::Pushed(None)),
             200..=299 => Ok(Outcome::Pushed(None)),
@@ -629,14 +611,7 @@ async fn push_graph(
         // Never created at the provider: nothing to change or delete there.
         (Some(_), None) | (None, _) => return Ok(Outcome::Pushed(event.provider_etag.clone())),
     };
-    let response = request
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.map_err(transport_error)?;
+    let (status, headers, body) = exchange(request.bearer_auth(token.expose())).await?;
     let json = serde_json::from_str::<Value>(&body).ok();
     let etag = json
         .as_ref()
