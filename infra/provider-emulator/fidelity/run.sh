@@ -2,7 +2,7 @@
 # Fidelity checks of the provider emulator against Google's and Microsoft's own artefacts:
 #   infra/provider-emulator/fidelity/run.sh [PYTHON]
 # PYTHON (default python3) must have infra/requirements.txt installed (google-api-python-client,
-# msgraph-sdk). Starts $CARGO_TARGET_DIR/debug/provider-emulator on a free loopback port, runs
+# msgraph-sdk). Builds and starts $CARGO_TARGET_DIR/debug/provider-emulator on a free loopback port, runs
 # check_google.py and check_graph.py against it, stops it. Exit code = number of failed checks.
 set -uo pipefail
 
@@ -11,10 +11,9 @@ python=${1:-python3}
 target=${CARGO_TARGET_DIR:-$HOME/.cache/calsync/target}
 bin=$target/debug/provider-emulator
 
-if [[ ! -x $bin ]]; then
-    echo "run.sh: $bin is not built; building it" >&2
-    (cd "$here/../../.." && CARGO_TARGET_DIR=$target cargo build --quiet -p calsync-provider-emulator) || exit 2
-fi
+# Built from this checkout every time (a no-op when up to date): the target directory may hold a
+# binary built from another checkout or an older commit.
+(cd "$here/../../.." && CARGO_TARGET_DIR=$target cargo build --quiet -p calsync-provider-emulator) || exit 2
 
 log=$(mktemp)
 "$bin" --listen 127.0.0.1:0 >"$log" 2>&1 &

@@ -637,3 +637,61 @@ async fn a_rule_on_a_single_event_and_an_unknown_scope_are_refused() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn scope_series_on_an_occurrence_moves_every_occurrence_by_as_much() {
+    let app = app().await;
+    let user = register(&app, "recurring-shift").await;
+    let calendar = connect(&app, &user, "Work", true).await;
+    let create = json!({"calendarId": calendar.id, "title": "Review",
+        "start": {"dateTime": "2027-01-04T09:00:00Z"}, "end": {"dateTime": "2027-01-04T10:00:00Z"},
+        "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"]});
+    let (status, body) = call(&app, send(Method::POST, "/v1/events", &user.token, &create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let listed = || async {
+        let (_, body) = call(
+            &app,
+            query(
+                get("/v1/events", &user.token),
+                &[("start", RANGE.0), ("end", RANGE.1)],
+            ),
+        )
+        .await;
+        body["events"].as_array().unwrap().clone()
+    };
+    let second = listed().await[1]["id"].as_str().unwrap().to_owned();
+    // The second occurrence 90 minutes later and half as long: so is every occurrence.
+    let moved = json!({"start": {"dateTime": "2027-01-11T10:30:00Z"}, "end": {"dateTime": "2027-01-11T11:00:00Z"}});
+    let req = query(
+        send(
+            Method::PATCH,
+            &format!("/v1/events/{second}"),
+            &user.token,
+            &moved,
+        ),
+        &[("scope", "series")],
+    );
+    let (status, body) = call(&app, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let times: Vec<(String, String)> = listed()
+        .await
+        .iter()
+        .map(|e| {
+            let at = |v: &Value| {
+                let t = DateTime::parse_from_rfc3339(v["dateTime"].as_str().unwrap()).unwrap();
+                calsync::time::key_format(t.to_utc())
+            };
+            (at(&e["start"]), at(&e["end"]))
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ["04", "11", "18"]
+        .iter()
+        .map(|d| {
+            (
+                format!("2027-01-{d}T10:30:00Z"),
+                format!("2027-01-{d}T11:00:00Z"),
+            )
+        })
+        .collect();
+    assert_eq!(times, expected);
+}
