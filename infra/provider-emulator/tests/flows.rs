@@ -2322,12 +2322,28 @@ async fn graph_instances_exceptions_cancelled_occurrences_and_a_new_pattern() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    // A new pattern drops the exceptions and cancellations (MS-OXOCAL 3.1.4.7.3.5).
+    // A shorter range keeps the exception and the cancellation its occurrences still have.
     let (status, updated) = call(
         reqwest::Method::PATCH,
         &events,
         &token,
         Some(json!({"recurrence": weekly(4)})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, after) = graph_instances(&token, &format!("{events}/instances?{window}"), 10).await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after.iter().filter(|i| i["type"] == "exception").count(), 1);
+
+    // A new pattern drops the exceptions and cancellations (MS-OXOCAL 3.1.4.7.3.5).
+    let mut twice_a_week = weekly(4);
+    twice_a_week["pattern"]["daysOfWeek"] = json!(["monday", "wednesday"]);
+    let (status, updated) = call(
+        reqwest::Method::PATCH,
+        &events,
+        &token,
+        Some(json!({ "recurrence": twice_a_week })),
         &[],
     )
     .await;
