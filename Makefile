@@ -5,14 +5,18 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 CACHE ?= $(HOME)/.cache/calsync
-VENV ?= $(CACHE)/venv
-# Build output is shared by every clone on this machine; a clean build also works.
-export CARGO_TARGET_DIR ?= $(CACHE)/target
+# Clones never share build state (docs/decisions.md 35). Build output is keyed by the clone's path:
+# test binaries bake in their sources' paths, so a build of another clone must never serve this
+# one. The venv is keyed by what it holds (the requirements' hash) and never replaced in place: a
+# new one is made beside the old under a lock, and a clone uses the one its requirements name.
+CLONE_KEY := $(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
+REQUIREMENTS_HASH := $(shell sha256sum infra/requirements.txt | cut -c1-16)
+VENV ?= $(CACHE)/venv-$(REQUIREMENTS_HASH)
+export CARGO_TARGET_DIR ?= $(CACHE)/target-$(CLONE_KEY)
 export CALSYNC_VENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-REQUIREMENTS_HASH := $(shell sha256sum infra/requirements.txt | cut -c1-16)
-VENV_STAMP := $(VENV)/.calsync-$(REQUIREMENTS_HASH)
+VENV_STAMP := $(VENV)/.complete
 
 AWS_PORT ?= 4566
 LAMBDA_PORT ?= 9000
@@ -32,12 +36,17 @@ help:
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): infra/requirements.txt
-	@echo "Installing the local stack's Python tools into $(VENV)"
-	rm -rf "$(VENV)"
-	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements.txt
-	touch "$@"
+# Under a lock: a second clone needing the same venv waits for the first to finish it, then uses
+# it. A venv left half-made (no stamp) by an interrupted install is made again.
+$(VENV_STAMP):
+	@mkdir -p "$(CACHE)"
+	@flock "$(VENV).lock" bash -euo pipefail -c ' \
+	  if [[ -f "$(VENV_STAMP)" ]]; then exit 0; fi; \
+	  echo "Installing the local stack'"'"'s Python tools into $(VENV)"; \
+	  rm -rf "$(VENV)"; \
+	  python3 -m venv "$(VENV)"; \
+	  "$(VENV)/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements.txt; \
+	  touch "$(VENV_STAMP)"'
 
 dev: venv
 	infra/dev.sh
@@ -81,4 +90,4 @@ deploy:
 	sam build && sam deploy --guided
 
 clean:
-	rm -rf .dev
+	rm -rf .dev "$(CARGO_TARGET_DIR)"

@@ -8,7 +8,8 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 python=${1:-python3}
-target=${CARGO_TARGET_DIR:-$HOME/.cache/calsync/target}
+# The clone's own build (the Makefile sets CARGO_TARGET_DIR to it); alone, cargo's default.
+target=${CARGO_TARGET_DIR:-$here/../../../target}
 bin=$target/debug/provider-emulator
 
 # Built from this checkout every time (a no-op when up to date): the target directory may hold a
