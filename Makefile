@@ -23,11 +23,12 @@ LAMBDA_PORT ?= 9000
 API_PORT ?= 3000
 export AWS_PORT LAMBDA_PORT API_PORT
 
-.PHONY: help venv node dev seed test lint fmt bench build deploy clean
+.PHONY: help venv node dev seed invoke test lint fmt bench build deploy clean
 
 help:
 	@echo "make dev    - run the stack on 127.0.0.1 (API on :$(API_PORT)); Ctrl-C stops it"
 	@echo "make seed   - load sample data into the running stack"
+	@echo "make invoke FN=<function> EVENT=<events/file.json> - invoke a function of the running stack"
 	@echo "make test   - every test (cfn-lint, unit, integration against the AWS emulator)"
 	@echo "make lint   - clippy -D warnings, rustfmt --check, cfn-lint"
 	@echo "make bench  - benchmarks; figures go to docs/benchmarks.md"
@@ -52,7 +53,12 @@ dev: venv
 	infra/dev.sh
 
 seed: venv
-	cargo run --quiet -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)
+	cargo run -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)
+
+# One function of the running stack with a sample payload (cargo-lambda is in the venv).
+invoke: venv
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=<events/file.json>" >&2; exit 2; }
+	cargo lambda invoke "$(FN)" --data-file "$(EVENT)" --invoke-address 127.0.0.1 --invoke-port $(LAMBDA_PORT)
 
 OIDC_STAMP := infra/oidc-provider/node_modules/.package-lock.json
 ICAL_STAMP := infra/ical-check/node_modules/.package-lock.json

@@ -25,7 +25,7 @@ for port in "$AWS_PORT" "$LAMBDA_PORT" "$API_PORT" "$PROVIDER_PORT" "$CALDAV_POR
 done
 
 echo "Building the functions and the local tools (first time: a few minutes)..."
-cargo build --quiet --workspace --bins
+cargo build --workspace --bins
 
 echo "Starting the AWS emulator (DynamoDB, KMS, SQS) on 127.0.0.1:$AWS_PORT"
 moto_server -H 127.0.0.1 -p "$AWS_PORT" >"$STATE/aws.log" 2>&1 &
