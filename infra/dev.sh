@@ -37,6 +37,9 @@ echo "Starting the Google / Microsoft emulator on 127.0.0.1:$PROVIDER_PORT"
 pids+=($!)
 
 echo "Starting Radicale (CalDAV, the Apple stand-in) on 127.0.0.1:$CALDAV_PORT: user alice / alice-app-password"
+# Every start is clean: moto and the provider emulator keep their data in memory, so Radicale's
+# calendars go too (kept, they would hold events calsync no longer knows).
+rm -rf "$STATE/radicale/collections"
 mkdir -p "$STATE/radicale"
 echo "alice:alice-app-password" >"$STATE/radicale/users"
 cat >"$STATE/radicale/config" <<CONF
