@@ -589,3 +589,72 @@ async fn local_changes_are_written_back_once_and_a_provider_change_wins() {
     assert!(!fx.provider().await.contains_key(&key));
     assert_eq!(fx.stored().await, fx.provider().await);
 }
+
+#[tokio::test]
+async fn a_provider_change_between_the_sync_and_the_push_fails_if_match_and_wins() {
+    let fx = GoogleFixture::new("google-if-match").await;
+    fx.put(
+        "ifmatch01",
+        timed(
+            "Theirs first",
+            "2026-12-14T10:00:00+01:00",
+            60,
+            "Europe/Berlin",
+        ),
+    )
+    .await;
+    fx.sync().await;
+    let id = calsync::ids::encode_event_id(&fx.connection_id, "ifmatch01");
+    let path = format!("/v1/events/{id}");
+    let (status, _) = call(
+        &fx.app,
+        send(
+            http::Method::PATCH,
+            &path,
+            &fx.user.token,
+            &json!({"title": "Ours"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, http::StatusCode::OK);
+    // The provider changes it after our last fetch: only the write-back's If-Match can tell.
+    fx.put(
+        "ifmatch01",
+        timed(
+            "Theirs again",
+            "2026-12-14T10:00:00+01:00",
+            60,
+            "Europe/Berlin",
+        ),
+    )
+    .await;
+    let conn = fx
+        .app
+        .store
+        .connection(&fx.user.id, &fx.connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let feed = calsync::sync::feeds::Feed::open(&fx.app, &conn)
+        .await
+        .unwrap();
+    let report = calsync::sync::writeback::push_pending(&fx.app, &conn, &feed)
+        .await
+        .unwrap();
+    assert_eq!((report.superseded, report.pushed), (1, 0), "{report:?}");
+    assert_eq!(fx.provider().await["ifmatch01"].0, "Theirs again");
+    let (_, shown) = call(&fx.app, get(&path, &fx.user.token)).await;
+    assert_eq!(
+        (shown["title"].as_str(), shown["syncStatus"].as_str()),
+        (Some("Theirs again"), Some("SYNCED"))
+    );
+    let (_, audit) = call(&fx.app, get("/v1/audit-log", &fx.user.token)).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "EVENT_WRITE_BACK_SUPERSEDED"),
+        "{audit}"
+    );
+}
