@@ -53,6 +53,25 @@ fn edit_error(err: StoreError) -> ApiError {
     }
 }
 
+/// What an edit of `event` reaches: the scope asked for (else the id's own: the series for a
+/// series id, one occurrence otherwise), and whether `event` is the series itself.
+fn reach(event: &Event, scope: Option<Scope>) -> (Scope, bool) {
+    let master = is_master(event);
+    let default = if master {
+        Scope::Series
+    } else {
+        Scope::Instance
+    };
+    (scope.unwrap_or(default), master)
+}
+
+fn instance_of_series() -> ApiError {
+    ApiError::bad_request(
+        "invalid_scope",
+        "this is the series itself; scope=instance needs the id of one of its occurrences",
+    )
+}
+
 /// The event is a series (not an occurrence or override of one).
 fn is_master(event: &Event) -> bool {
     event.is_recurring && event.parent_event_id.is_none() && !event.is_occurrence
@@ -176,15 +195,7 @@ pub(super) async fn update(
     body: &UpdateEventRequest,
     scope: Option<Scope>,
 ) -> ApiResult<ApiResponse> {
-    let master = is_master(&event);
-    match (
-        scope.unwrap_or(if master {
-            Scope::Series
-        } else {
-            Scope::Instance
-        }),
-        master,
-    ) {
+    match reach(&event, scope) {
         (Scope::Series, true) => update_series(app, user_id, event, calendar, body, None).await,
         (Scope::Series, false) => {
             let series = master_of(app, &event).await?;
@@ -192,10 +203,7 @@ pub(super) async fn update(
         }
         (Scope::Instance, false) => update_instance(app, user_id, event, calendar, body).await,
         (Scope::Following, false) => split(app, user_id, event, calendar, body).await,
-        (Scope::Instance, true) => Err(ApiError::bad_request(
-            "invalid_scope",
-            "this is the series itself; scope=instance needs the id of one of its occurrences",
-        )),
+        (Scope::Instance, true) => Err(instance_of_series()),
         (Scope::Following, true) => Err(first_occurrence_split()),
     }
 }
@@ -622,15 +630,7 @@ pub(super) async fn delete(
     calendar: &Connection,
     scope: Option<Scope>,
 ) -> ApiResult<ApiResponse> {
-    let master = is_master(&event);
-    match (
-        scope.unwrap_or(if master {
-            Scope::Series
-        } else {
-            Scope::Instance
-        }),
-        master,
-    ) {
+    match reach(&event, scope) {
         (Scope::Series, true) => delete_series(app, user_id, event, calendar).await,
         (Scope::Series, false) => {
             let series = master_of(app, &event).await?;
@@ -638,10 +638,7 @@ pub(super) async fn delete(
         }
         (Scope::Instance, false) => cancel_instance(app, user_id, event, calendar).await,
         (Scope::Following, false) => end_series(app, user_id, event, calendar).await,
-        (Scope::Instance, true) => Err(ApiError::bad_request(
-            "invalid_scope",
-            "this is the series itself; scope=instance needs the id of one of its occurrences",
-        )),
+        (Scope::Instance, true) => Err(instance_of_series()),
         (Scope::Following, true) => delete_series(app, user_id, event, calendar).await,
     }
 }

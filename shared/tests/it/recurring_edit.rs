@@ -345,6 +345,15 @@ async fn delete(side: &impl Side, id: &str) -> StatusCode {
     call(side.app(), req).await.0
 }
 
+/// A 400 naming the problem.
+fn refused(status: StatusCode, body: &Value, code: &str) {
+    assert_eq!(
+        (status, error_code(body)),
+        (StatusCode::BAD_REQUEST, code),
+        "{body}"
+    );
+}
+
 fn lines(expected: &[(&str, &str)]) -> Vec<String> {
     let mut out: Vec<String> = expected.iter().map(|(s, t)| format!("{s}|{t}")).collect();
     out.sort();
@@ -470,28 +479,16 @@ async fn scenario(side: impl Side) {
     let onto_next = json!({"start": {"dateTime": "2027-02-01T09:00:00", "timeZone": "Europe/Berlin"},
         "end": {"dateTime": "2027-02-01T09:30:00", "timeZone": "Europe/Berlin"}});
     let (status, body) = patch(&side, &fourth, None, onto_next).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "occurrence_collision"),
-        "{body}"
-    );
+    refused(status, &body, "occurrence_collision");
     let missing = calsync::ids::encode_event_id(
         side.calendar(),
         &format!("{series_key}@2027-01-05T08:00:00Z"),
     );
     let (status, body) = patch(&side, &missing, None, json!({"title": "x"})).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "unknown_occurrence"),
-        "{body}"
-    );
+    refused(status, &body, "unknown_occurrence");
     let first = occurrence_id(&side, mondays[0]).await;
     let (status, body) = patch(&side, &first, Some("following"), json!({"title": "x"})).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_split"),
-        "{body}"
-    );
+    refused(status, &body, "invalid_split");
     let (status, body) = patch(
         &side,
         &fourth,
@@ -499,11 +496,7 @@ async fn scenario(side: impl Side) {
         json!({"recurrence": ["RRULE:FREQ=DAILY"]}),
     )
     .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_scope"),
-        "{body}"
-    );
+    refused(status, &body, "invalid_scope");
 
     // Change the rule with overrides present: every other Monday, five times. The moved 11th
     // is no longer an occurrence (its override goes); the 18th is, and stays cancelled.
@@ -605,11 +598,7 @@ async fn a_rule_on_a_single_event_and_an_unknown_scope_are_refused() {
     let path = format!("/v1/events/{id}");
     let rule = json!({"recurrence": ["RRULE:FREQ=DAILY"]});
     let (status, body) = call(&app, send(Method::PATCH, &path, &user.token, &rule)).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "not_recurring"),
-        "{body}"
-    );
+    refused(status, &body, "not_recurring");
     let (status, body) = call(
         &app,
         query(
@@ -618,11 +607,7 @@ async fn a_rule_on_a_single_event_and_an_unknown_scope_are_refused() {
         ),
     )
     .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_scope"),
-        "{body}"
-    );
+    refused(status, &body, "invalid_scope");
     let (status, body) = call(
         &app,
         query(
@@ -631,11 +616,7 @@ async fn a_rule_on_a_single_event_and_an_unknown_scope_are_refused() {
         ),
     )
     .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "not_recurring"),
-        "{body}"
-    );
+    refused(status, &body, "not_recurring");
 }
 
 #[tokio::test]
