@@ -361,6 +361,25 @@ fn drop_override(mut child: Event, provider: Provider, now: DateTime<Utc>) -> (E
     (child, expect)
 }
 
+/// Drops the series' live overrides whose original start `keep` refuses; returns how many.
+async fn drop_overrides(
+    app: &App,
+    master: &Event,
+    provider: Provider,
+    keep: &(dyn Fn(DateTime<Utc>) -> bool + Sync),
+    now: DateTime<Utc>,
+    writes: &mut Vec<(Event, Expect)>,
+) -> ApiResult<i64> {
+    let mut dropped = 0;
+    for child in live_overrides(app, master).await? {
+        if !keep(child.original_start_time.unwrap_or(child.start_time)) {
+            writes.push(drop_override(child, provider, now));
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
 /// Whether an edit moves the series' original starts (its rule, first start, zone or kind).
 fn timing_changed(before: &Event, after: &Event) -> bool {
     before.recurrence_rule != after.recurrence_rule
@@ -414,13 +433,8 @@ async fn update_series(
     } else if timing_changed(&before, &master) {
         // Overrides stay where their original start still occurs (docs/decisions.md 34).
         let rule = expandable(&master)?;
-        for child in live_overrides(app, &before).await? {
-            let original = child.original_start_time.unwrap_or(child.start_time);
-            if !rule.occurs_at(original) {
-                writes.push(drop_override(child, calendar.provider, now));
-                count -= 1;
-            }
-        }
+        let keep = |t| rule.occurs_at(t);
+        count -= drop_overrides(app, &before, calendar.provider, &keep, now, &mut writes).await?;
     }
     writes.insert(0, (master.clone(), Expect::Version(before.version)));
     let entry = audit(user_id, "EVENT_UPDATED", &master, "series");
@@ -695,12 +709,8 @@ async fn end_series(
     let now = Store::now();
     let (old, _, mut writes, mut count) = end_before(app, &master, &rule, at, now).await?;
     if !master.provider_expanded {
-        for child in live_overrides(app, &master).await? {
-            if child.original_start_time.unwrap_or(child.start_time) >= at {
-                writes.push(drop_override(child, calendar.provider, now));
-                count -= 1;
-            }
-        }
+        let keep = |t| t < at;
+        count -= drop_overrides(app, &master, calendar.provider, &keep, now, &mut writes).await?;
     }
     writes.insert(0, (old.clone(), Expect::Version(master.version)));
     let entry = audit(user_id, "EVENT_DELETED", &old, "following");
