@@ -31,6 +31,19 @@ pub(super) fn handles(event: &Event, _scope: Option<Scope>) -> bool {
     event.is_occurrence || event.is_recurring || event.parent_event_id.is_some()
 }
 
+/// Stores one edit (`Store::write_events`), its failures mapped by [`edit_error`].
+async fn save(
+    app: &App,
+    writes: &[(Event, Expect)],
+    count: i64,
+    entry: &AuditEntry,
+) -> ApiResult<()> {
+    app.store
+        .write_events(writes, count, entry)
+        .await
+        .map_err(edit_error)
+}
+
 /// Maps a failed edit transaction (`Store::write_events`: the calendar, the audit entry, then the
 /// events) to what the client can do about it.
 fn edit_error(err: StoreError) -> ApiError {
@@ -276,10 +289,7 @@ async fn update_instance(
     }
     mark_changed(&mut child, now);
     let entry = audit(user_id, "EVENT_UPDATED", &child, "instance");
-    app.store
-        .write_events(&[(child.clone(), expect)], count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &[(child.clone(), expect)], count, &entry).await?;
     ApiResponse::ok(&dto(&child, calendar))
 }
 
@@ -438,10 +448,7 @@ async fn update_series(
     }
     writes.insert(0, (master.clone(), Expect::Version(before.version)));
     let entry = audit(user_id, "EVENT_UPDATED", &master, "series");
-    app.store
-        .write_events(&writes, count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &writes, count, &entry).await?;
     ApiResponse::ok(&dto(&master, calendar))
 }
 
@@ -617,10 +624,7 @@ async fn split(
         "newSeriesId": new.public_id(),
         "splitAt": key_format(at),
     }));
-    app.store
-        .write_events(&writes, count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &writes, count, &entry).await?;
     ApiResponse::json(StatusCode::OK, &dto(&new, calendar))
 }
 
@@ -685,10 +689,7 @@ async fn cancel_instance(
         (gone, expect, -1)
     };
     let entry = audit(user_id, "EVENT_DELETED", &gone, "instance");
-    app.store
-        .write_events(&[(gone, expect)], count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &[(gone, expect)], count, &entry).await?;
     Ok(ApiResponse::no_content())
 }
 
@@ -714,10 +715,7 @@ async fn end_series(
     }
     writes.insert(0, (old.clone(), Expect::Version(master.version)));
     let entry = audit(user_id, "EVENT_DELETED", &old, "following");
-    app.store
-        .write_events(&writes, count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &writes, count, &entry).await?;
     Ok(ApiResponse::no_content())
 }
 
@@ -740,9 +738,6 @@ async fn delete_series(
         writes.push((child, expect));
     }
     let entry = audit(user_id, "EVENT_DELETED", &master, "series");
-    app.store
-        .write_events(&writes, count, &entry)
-        .await
-        .map_err(edit_error)?;
+    save(app, &writes, count, &entry).await?;
     Ok(ApiResponse::no_content())
 }
