@@ -676,3 +676,71 @@ async fn scope_series_on_an_occurrence_moves_every_occurrence_by_as_much() {
         .collect();
     assert_eq!(times, expected);
 }
+
+#[tokio::test]
+async fn a_rule_change_over_more_overrides_than_one_transaction_holds_drops_them_all() {
+    let app = app().await;
+    let user = register(&app, "recurring-many").await;
+    let calendar = connect(&app, &user, "Work", true).await;
+    let create = json!({"calendarId": calendar.id, "title": "Daily",
+        "start": {"dateTime": "2027-01-01T09:00:00Z"}, "end": {"dateTime": "2027-01-01T09:15:00Z"},
+        "recurrence": ["RRULE:FREQ=DAILY;COUNT=200"]});
+    let (status, series) = call(&app, send(Method::POST, "/v1/events", &user.token, &create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{series}");
+    let series_id = series["id"].as_str().unwrap().to_owned();
+    let instances = || async {
+        let (status, body) = call(
+            &app,
+            query(
+                get(&format!("/v1/events/{series_id}/instances"), &user.token),
+                &[("start", "2027-01-01"), ("end", "2027-12-31")],
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"].as_array().unwrap().clone()
+    };
+    // 150 overrides: more than one edit's transaction holds (90), so the rest go as a batch.
+    let listed = instances().await;
+    for (i, occurrence) in listed.iter().take(150).enumerate() {
+        let id = occurrence["id"].as_str().unwrap();
+        let path = format!("/v1/events/{id}");
+        let (status, body) = call(
+            &app,
+            send(
+                Method::PATCH,
+                &path,
+                &user.token,
+                &json!({"title": format!("Daily {i}")}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let count = || async {
+        let (_, cals) = call(&app, get("/v1/calendars", &user.token)).await;
+        cals["calendars"][0]["eventCount"].as_i64().unwrap()
+    };
+    assert_eq!(count().await, 151);
+    // An hour later: no override's original start occurs any more, so every one goes.
+    let later = json!({"start": {"dateTime": "2027-01-01T10:00:00Z"}, "end": {"dateTime": "2027-01-01T10:15:00Z"}});
+    let (status, body) = call(
+        &app,
+        send(
+            Method::PATCH,
+            &format!("/v1/events/{series_id}"),
+            &user.token,
+            &later,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = instances().await;
+    assert_eq!(after.len(), 200);
+    assert!(after.iter().all(|e| e["title"] == "Daily"
+        && e["start"]["dateTime"]
+            .as_str()
+            .unwrap()
+            .contains("T10:00:00")));
+    assert_eq!(count().await, 1);
+}
