@@ -596,21 +596,17 @@ pub async fn instances(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRe
     }
     // One read of the series' children serves both the occurrences they replace and the
     // exceptions to show.
-    let children = app.store.series_children(&master).await?;
-    let exceptions: Vec<String> = children
+    let children = app.store.series_overrides(&master).await?;
+    let replaced = children
+        .overrides
         .iter()
-        .filter(|k| k.live)
-        .map(|k| k.event_key.clone())
+        .filter_map(Event::replaced_occurrence)
+        .chain(children.cancelled.iter().copied())
         .collect();
-    let series = crate::recurrence::Series::new(
-        master,
-        children.iter().filter_map(|k| k.replaces).collect(),
-    );
-    let exceptions = app
-        .store
-        .events_by_keys(&series.master.connection_id, &exceptions)
-        .await?
-        .into_values()
+    let series = crate::recurrence::Series::new(master, replaced);
+    let exceptions = children
+        .overrides
+        .into_iter()
         .filter(|e| range.overlaps(e.start_time, e.end_time));
     // One series in a range of at most 366 days: its cap bounds the answer, so no paging.
     let whole = usize::MAX - 1;

@@ -14,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::{AuditEntry, Connection, Event, PendingChange, Provider, SyncStatus};
 use crate::recurrence::{rule_of, Rule};
 use crate::series_edit::{self, exception_key, Scope};
-use crate::store::{Expect, Store, StoreError};
+use crate::store::{Expect, SeriesOverrides, Store, StoreError};
 use crate::time::key_format;
 
 /// The `scope` query parameter, if given.
@@ -298,41 +298,24 @@ async fn live_overrides(app: &App, master: &Event) -> ApiResult<Vec<Event>> {
     if master.provider_expanded {
         return graph_occurrences(app, master).await;
     }
-    let keys: Vec<String> = app
-        .store
-        .series_children(master)
-        .await?
-        .into_iter()
-        .filter(|k| k.live && k.replaces.is_some())
-        .map(|k| k.event_key)
-        .collect();
-    let mut found: Vec<Event> = app
-        .store
-        .events_by_keys(&master.connection_id, &keys)
-        .await?
-        .into_values()
-        .collect();
-    found.sort_by_key(|e| e.original_start_time);
-    Ok(found)
+    Ok(app.store.series_overrides(master).await?.overrides)
 }
 
-/// The series' cancelled occurrences (tombstones), read in full.
-async fn cancellations(app: &App, master: &Event) -> ApiResult<Vec<DateTime<Utc>>> {
-    if master.provider_expanded {
-        return Ok(graph_cancellations(app, master)
-            .await?
-            .iter()
-            .filter_map(|e| e.original_start_time)
-            .collect());
+/// The series' live overrides and cancelled occurrences, each read once; for a series Graph
+/// lists, its stored occurrences and the cancellations made here.
+async fn children(app: &App, master: &Event) -> ApiResult<SeriesOverrides> {
+    if !master.provider_expanded {
+        return Ok(app.store.series_overrides(master).await?);
     }
-    Ok(app
-        .store
-        .series_children(master)
+    let cancelled = graph_cancellations(app, master)
         .await?
-        .into_iter()
-        .filter(|k| !k.live)
-        .filter_map(|k| k.replaces)
-        .collect())
+        .iter()
+        .filter_map(|e| e.original_start_time)
+        .collect();
+    Ok(SeriesOverrides {
+        overrides: graph_occurrences(app, master).await?,
+        cancelled,
+    })
 }
 
 /// The occurrences of a series Graph lists that were cancelled here (a Graph occurrence removed
@@ -591,7 +574,11 @@ async fn split(
 
     writes.push((new.clone(), Expect::Absent));
     count += 1;
-    for child in live_overrides(app, &master).await? {
+    let SeriesOverrides {
+        overrides,
+        cancelled,
+    } = children(app, &master).await?;
+    for child in overrides {
         let original = child.original_start_time.unwrap_or(child.start_time);
         if original < at {
             continue;
@@ -612,7 +599,7 @@ async fn split(
         }
     }
     writes.insert(0, (old.clone(), Expect::Version(master.version)));
-    for original in cancellations(app, &master).await? {
+    for original in cancelled {
         if original >= at && new_rule.occurs_at(original) {
             let key = child_key(calendar, &new, original)?;
             writes.push((cancellation(&new, key, original, now), Expect::Absent));

@@ -121,6 +121,13 @@ pub struct EventPage {
     pub capped: Vec<(String, String)>,
 }
 
+/// See [`Store::series_overrides`].
+#[derive(Default)]
+pub struct SeriesOverrides {
+    pub overrides: Vec<Event>,
+    pub cancelled: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
 /// What is stored for a range, unexpanded (the ICS feed): series with the occurrences their
 /// exceptions replace, and events (exceptions included) overlapping the range.
 pub struct RangeContents {
@@ -594,6 +601,33 @@ impl Store {
         let children = self.series_children(&master).await?;
         let replaced = children.iter().filter_map(|k| k.replaces).collect();
         Ok(Series::new(master, replaced))
+    }
+
+    /// A series' stored children read in full: its live overrides, by original start, and the
+    /// original starts of its cancelled occurrences.
+    pub async fn series_overrides(&self, master: &Event) -> StoreResult<SeriesOverrides> {
+        let children = self.series_children(master).await?;
+        let mut cancelled: Vec<_> = children
+            .iter()
+            .filter(|k| !k.live)
+            .filter_map(|k| k.replaces)
+            .collect();
+        cancelled.sort();
+        let live: Vec<String> = children
+            .into_iter()
+            .filter(|k| k.live)
+            .map(|k| k.event_key)
+            .collect();
+        let mut overrides: Vec<Event> = self
+            .events_by_keys(&master.connection_id, &live)
+            .await?
+            .into_values()
+            .collect();
+        overrides.sort_by_key(|e| e.original_start_time);
+        Ok(SeriesOverrides {
+            overrides,
+            cancelled,
+        })
     }
 
     /// The stored children of a series: its exceptions (live, or cancelling an occurrence).

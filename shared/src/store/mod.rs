@@ -24,7 +24,9 @@ use serde::{de::DeserializeOwned, Serialize};
 pub use accounts::Lease;
 pub use audit::AuditPage;
 pub use connections::{CalendarChanges, SYNC_SHARDS};
-pub use events::{time_sort_key, EventFilter, EventPage, Expect, RangeContents, RangeQuery};
+pub use events::{
+    time_sort_key, EventFilter, EventPage, Expect, RangeContents, RangeQuery, SeriesOverrides,
+};
 pub use feeds::Feed;
 pub use oauth_states::{Rejected, StateRejection};
 

@@ -262,28 +262,14 @@ impl Resource {
         let Some(master) = app.store.event(connection_id, href).await? else {
             return Ok(None);
         };
-        let (mut overrides, mut cancelled) = (Vec::new(), Vec::new());
-        if master.is_recurring {
-            let children = app.store.series_children(&master).await?;
-            cancelled = children
-                .iter()
-                .filter(|k| !k.live)
-                .filter_map(|k| k.replaces)
-                .collect();
-            cancelled.sort();
-            let live: Vec<String> = children
-                .into_iter()
-                .filter(|k| k.live)
-                .map(|k| k.event_key)
-                .collect();
-            overrides = app
-                .store
-                .events_by_keys(connection_id, &live)
-                .await?
-                .into_values()
-                .collect();
-            overrides.sort_by_key(|e| e.original_start_time);
-        }
+        let crate::store::SeriesOverrides {
+            overrides,
+            cancelled,
+        } = if master.is_recurring {
+            app.store.series_overrides(&master).await?
+        } else {
+            Default::default()
+        };
         Ok(Some(Self {
             master,
             overrides,
