@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 
-use calsync::api::{ApiRequest, App};
+use calsync::api::ApiRequest;
+use calsync::app::App;
 use calsync::config::Config;
 use calsync::model::{Connection, Event, Provider};
 use calsync::store::Store;
@@ -77,7 +78,7 @@ fn event(user_id: &str, conn: &str, i: usize, rng: &mut Rng) -> Event {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let emulator = Emulator::start()?;
-    let sdk = calsync_devstack::local_sdk_config(&emulator.endpoint).await;
+    let sdk = calsync::aws::emulator_sdk_config(&emulator.endpoint);
     let template =
         Template::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").as_ref())?;
     let env = provision(&sdk, &template, "bench-").await?.environment;
@@ -92,7 +93,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "bench@example.com", "password": "benchmark password", "firstName": "B", "lastName": "M"}));
-    let session = app.handle(None, register).await.body.ok_or("no body")?;
+    let session = app
+        .handle(&calsync::api::service::ALL, register)
+        .await
+        .body
+        .ok_or("no body")?;
     let token = session["token"].as_str().ok_or("no token")?.to_owned();
     let user_id = session["user"]["id"]
         .as_str()
@@ -142,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_query("end", &end.to_string())
             .with_query("limit", "1000");
         let before = app.store.stats();
-        let response = app.handle(None, req).await;
+        let response = app.handle(&calsync::api::service::ALL, req).await;
         let after = app.store.stats();
         let body = response.body.ok_or("no body")?;
         let page = body["events"].as_array().ok_or("no events")?;
@@ -228,11 +233,19 @@ async fn sync_from_google(
     let app = App::new(sdk, config);
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "sync-bench@example.com", "password": "benchmark password", "firstName": "S", "lastName": "B"}));
-    let session = app.handle(None, register).await.body.ok_or("no body")?;
+    let session = app
+        .handle(&calsync::api::service::ALL, register)
+        .await
+        .body
+        .ok_or("no body")?;
     let token = session["token"].as_str().ok_or("no token")?.to_owned();
     let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
     let start = ApiRequest::new(Method::POST, "/v1/connections/google").with_bearer(&token);
-    let auth_url = app.handle(None, start).await.body.ok_or("no body")?["authorizationUrl"]
+    let auth_url = app
+        .handle(&calsync::api::service::ALL, start)
+        .await
+        .body
+        .ok_or("no body")?["authorizationUrl"]
         .as_str()
         .ok_or("no authorizationUrl")?
         .to_owned();
@@ -246,7 +259,7 @@ async fn sync_from_google(
     for (k, v) in url::Url::parse(&location)?.query_pairs() {
         callback = callback.with_query(&k, &v);
     }
-    app.handle(None, callback).await;
+    app.handle(&calsync::api::service::ALL, callback).await;
     let calendars = app.store.connections(&user_id).await?;
     let primary = calendars
         .iter()
@@ -552,7 +565,11 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
         let register = ApiRequest::new(Method::POST, "/v1/auth/register")
             .with_json(&serde_json::json!({
             "email": email, "password": "benchmark password", "firstName": "B", "lastName": "M"}));
-        let session = app.handle(None, register).await.body.ok_or("no body")?;
+        let session = app
+            .handle(&calsync::api::service::ALL, register)
+            .await
+            .body
+            .ok_or("no body")?;
         let token = session["token"].as_str().ok_or("no token")?.to_owned();
         let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
         let mut rng = Rng(0x5EED_0000 + size as u64);
@@ -642,7 +659,11 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
 async fn densest_rule(app: &App) -> Result<(), Box<dyn std::error::Error>> {
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "densest@bench.example", "password": "benchmark password", "firstName": "D", "lastName": "R"}));
-    let session = app.handle(None, register).await.body.ok_or("no body")?;
+    let session = app
+        .handle(&calsync::api::service::ALL, register)
+        .await
+        .body
+        .ok_or("no body")?;
     let token = session["token"].as_str().ok_or("no token")?.to_owned();
     let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
     let conn = Connection::new(
@@ -662,7 +683,7 @@ async fn densest_rule(app: &App) -> Result<(), Box<dyn std::error::Error>> {
         "calendarId": conn.id, "title": "Hourly", "recurrence": [rule],
         "start": {"dateTime": "2024-01-01T00:00:00", "timeZone": "Europe/Berlin"},
         "end": {"dateTime": "2024-01-01T00:30:00", "timeZone": "Europe/Berlin"}}));
-    let created = app.handle(None, req).await;
+    let created = app.handle(&calsync::api::service::ALL, req).await;
     assert_eq!(
         created.status,
         http::StatusCode::CREATED,
@@ -719,7 +740,7 @@ async fn pages_of(
         }
         let before = app.store.stats();
         let cpu_before = process_cpu();
-        let response = app.handle(None, req).await;
+        let response = app.handle(&calsync::api::service::ALL, req).await;
         let cpu = process_cpu() - cpu_before;
         let requests = app.store.stats().requests - before.requests;
         let body = response.body.ok_or("no body")?;

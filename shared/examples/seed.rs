@@ -3,7 +3,7 @@
 //! around today with attendees, reminders, Meet / Teams links, all-day and multi-day events, and
 //! a few clashes. Idempotent: running it again rewrites the same items.
 
-use calsync::api::App;
+use calsync::app::App;
 use calsync::auth::hash_password;
 use calsync::config::Config;
 use calsync::ids;
@@ -106,7 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         calsync_devstack::http_relay::arg(&std::env::args().collect::<Vec<_>>(), "--endpoint")
             .unwrap_or_else(|| "http://127.0.0.1:4566".into());
     let config = dev_config()?;
-    let sdk = calsync_devstack::local_sdk_config(&endpoint).await;
+    let sdk = calsync::aws::emulator_sdk_config(&endpoint);
     let app = App::new(&sdk, config);
     let store = &app.store;
 

@@ -5,29 +5,32 @@ use std::convert::Infallible;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
-use crate::api::{ApiRequest, App, RouteGroup};
+use futures_util::future::BoxFuture;
+
+use crate::api::{ApiRequest, Service};
+use crate::app::App;
 use crate::config::Config;
 
 /// Builds the app from the environment; shared by every function.
 pub async fn app_from_env() -> Result<App, lambda_http::Error> {
     crate::telemetry::init();
     let config = Config::from_env()?;
-    let sdk = crate::aws::load_sdk_config().await;
+    let sdk = crate::aws::sdk_config_from_env();
     Ok(App::new(&sdk, config))
 }
 
-/// Runs an API function that serves the routes of `group`.
-pub async fn run_api(group: RouteGroup) -> Result<(), lambda_http::Error> {
+/// Runs an API function that serves the routes of `service`.
+pub async fn run_api(service: &'static Service) -> Result<(), lambda_http::Error> {
     let app = app_from_env().await?;
     let app = &app;
     lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(serve(app, group, req).await)
+        Ok::<_, Infallible>(serve(app, service, req).await)
     }))
     .await
 }
 
 /// One API Gateway request through the app, inside a span naming its request id.
-pub async fn serve(app: &App, group: RouteGroup, req: Request) -> Response<Body> {
+pub async fn serve(app: &App, service: &Service, req: Request) -> Response<Body> {
     let request_id = req
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
@@ -36,7 +39,7 @@ pub async fn serve(app: &App, group: RouteGroup, req: Request) -> Response<Body>
     async move {
         let api_request = to_api_request(&req);
         tracing::info!(method = %api_request.method, path = %api_request.path, "request");
-        let response = app.handle(Some(group), api_request).await;
+        let response = app.handle(service, api_request).await;
         tracing::info!(status = response.status.as_u16(), "response");
         let mut builder = Response::builder().status(response.status);
         for (name, value) in &response.headers {
@@ -91,40 +94,48 @@ fn to_api_request(req: &Request) -> ApiRequest {
     }
 }
 
-/// The scheduled jobs a function can run.
-#[derive(Clone, Copy, Debug)]
-pub enum Job {
-    TokenRefresh,
-    Cleanup,
-    SyncScheduler,
+type JobResult = Result<serde_json::Value, lambda_http::Error>;
+
+/// A scheduled job. Each job binary names one, so it links that job only.
+pub struct Job {
+    name: &'static str,
+    run: for<'a> fn(&'a App, chrono::DateTime<chrono::Utc>) -> BoxFuture<'a, JobResult>,
 }
 
+fn report<T: serde::Serialize, E: Into<lambda_http::Error>>(outcome: Result<T, E>) -> JobResult {
+    Ok(serde_json::to_value(outcome.map_err(Into::into)?)?)
+}
+
+pub static TOKEN_REFRESH: Job = Job {
+    name: "token-refresh",
+    run: |app, now| {
+        Box::pin(async move { report(crate::jobs::token_refresh::run(app, now).await) })
+    },
+};
+pub static CLEANUP: Job = Job {
+    name: "cleanup",
+    run: |app, now| Box::pin(async move { report(crate::jobs::cleanup::run(app, now).await) }),
+};
+pub static SYNC_SCHEDULER: Job = Job {
+    name: "sync-scheduler",
+    run: |app, now| Box::pin(async move { report(crate::sync::scheduler::run(app, now).await) }),
+};
+
 /// Runs a scheduled job function: each EventBridge event runs the job once, at the event's time.
-pub async fn run_job(job: Job) -> Result<(), lambda_http::Error> {
+pub async fn run_job(job: &'static Job) -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     let app = app_from_env().await?;
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let span =
-                tracing::info_span!("job", request_id = %event.context.request_id, job = ?job);
+                tracing::info_span!("job", request_id = %event.context.request_id, job = job.name);
             async move {
                 // The clock, not the event's `time`: a delayed or replayed event must not act on
                 // a stale idea of what has expired.
                 let now = chrono::Utc::now();
                 tracing::info!(scheduled = ?event.payload.get("time"), "job started");
-                let report = match job {
-                    Job::TokenRefresh => {
-                        serde_json::to_value(crate::jobs::token_refresh::run(app, now).await?)
-                    }
-                    Job::Cleanup => {
-                        serde_json::to_value(crate::jobs::cleanup::run(app, now).await?)
-                    }
-                    Job::SyncScheduler => {
-                        serde_json::to_value(crate::sync::scheduler::run(app, now).await?)
-                    }
-                };
-                Ok::<_, lambda_http::Error>(report?)
+                (job.run)(app, now).await
             }
             .instrument(span)
             .await

@@ -6,6 +6,7 @@
 //! - [`lambda`]: the glue each function binary calls.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod config;

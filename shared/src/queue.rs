@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::App;
+use crate::app::App;
 use crate::error::ApiError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ impl App {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let out = self
-            .sqs
+            .sqs()
             .send_message_batch()
             .queue_url(queue)
             .set_entries(Some(entries))
@@ -66,7 +66,7 @@ impl App {
             tracing::warn!(connection = %request.connection_id, "SYNC_QUEUE_URL not set; sync not queued");
             return Ok(());
         };
-        self.sqs
+        self.sqs()
             .send_message()
             .queue_url(queue)
             .message_group_id(&request.connection_id)

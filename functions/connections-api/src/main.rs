@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    calsync::lambda::run_api(calsync::api::RouteGroup::Connections).await
+    calsync::lambda::run_api(&calsync::api::service::CONNECTIONS).await
 }

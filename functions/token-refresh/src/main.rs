@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    calsync::lambda::run_job(calsync::lambda::Job::TokenRefresh).await
+    calsync::lambda::run_job(&calsync::lambda::TOKEN_REFRESH).await
 }

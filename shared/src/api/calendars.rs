@@ -180,7 +180,7 @@ async fn disconnect_account(app: &App, user_id: &str, account_id: &str) -> ApiRe
             field,
         };
         match app.cipher()?.open(sealed, context).await {
-            Ok(token) => match oauth::revoke(&app.http, settings, &token).await {
+            Ok(token) => match oauth::revoke(app.http(), settings, &token).await {
                 Ok(()) => revoked = settings.revoke_url.is_some(),
                 Err(e) => tracing::warn!(error = %e, "revocation at the provider failed"),
             },

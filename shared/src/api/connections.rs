@@ -204,7 +204,7 @@ pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiR
     };
     let result = async {
         let tokens = oauth::exchange_code(
-            &app.http,
+            app.http(),
             settings,
             &redirect_uri,
             code,
@@ -213,9 +213,9 @@ pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiR
         .await?;
         let discovered = match provider {
             Provider::Google => {
-                google::discover(&app.http, &settings.api_base, &tokens.access_token).await?
+                google::discover(app.http(), &settings.api_base, &tokens.access_token).await?
             }
-            _ => microsoft::discover(&app.http, &settings.api_base, &tokens.access_token).await?,
+            _ => microsoft::discover(app.http(), &settings.api_base, &tokens.access_token).await?,
         };
         Ok::<_, ProviderError>((tokens, discovered))
     }
@@ -339,7 +339,7 @@ async fn connect_caldav(app: &App, req: &ApiRequest, user_id: &str) -> ApiResult
         .server_url
         .unwrap_or_else(|| app.config.caldav_default_server.clone());
     let client = CalDavClient {
-        http: &app.http,
+        http: app.http(),
         username: &username,
         password: &password,
         policy: app.config.caldav_policy,

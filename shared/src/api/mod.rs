@@ -13,18 +13,18 @@ pub mod openapi;
 mod recurring;
 pub mod routes;
 mod schedule;
+pub mod service;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::crypto::TokenCipher;
+use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::store::Store;
 pub use routes::{Operation, RouteGroup};
+use service::Call;
+pub use service::Service;
 
 /// Bodies larger than this are refused before parsing (API Gateway itself allows 10 MB).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -119,50 +119,11 @@ impl ApiResponse {
     }
 }
 
-/// Everything a handler needs: the store, the configuration and the clients of other services.
-#[derive(Clone)]
-pub struct App {
-    pub store: Store,
-    pub config: Config,
-    /// Seals provider secrets; `None` when no KMS key is configured.
-    pub cipher: Option<Arc<TokenCipher>>,
-    pub sqs: aws_sdk_sqs::Client,
-    /// For provider calls.
-    pub http: reqwest::Client,
-}
-
-/// A matched route: which operation, with which path parameters.
-struct Matched<'r> {
-    operation: Operation,
-    params: Vec<(&'static str, &'r str)>,
-}
-
 impl App {
-    /// Builds every client from one SDK configuration.
-    pub fn new(sdk: &aws_config::SdkConfig, config: Config) -> Self {
-        let cipher = config
-            .token_key_id
-            .as_ref()
-            .map(|key| Arc::new(TokenCipher::new(aws_sdk_kms::Client::new(sdk), key.clone())));
-        Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), &config),
-            cipher,
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            http: crate::providers::http_client_with_timeout(config.provider_timeout),
-            config,
-        }
-    }
-
-    pub(crate) fn cipher(&self) -> ApiResult<&TokenCipher> {
-        self.cipher
-            .as_deref()
-            .ok_or_else(|| ApiError::internal("TOKEN_KEY_ID is not configured"))
-    }
-
-    /// Serves one request. `group` limits the routes to one function's (None serves them all).
-    pub async fn handle(&self, group: Option<RouteGroup>, req: ApiRequest) -> ApiResponse {
-        let result = match route(group, &req) {
-            Ok(matched) => self.dispatch(matched, &req).await,
+    /// Serves one request with the routes of `service`.
+    pub async fn handle(&self, service: &Service, req: ApiRequest) -> ApiResponse {
+        let result = match route(service.group, &req) {
+            Ok(call) => self.dispatch(service, &call).await,
             Err(e) => Err(e),
         };
         match result {
@@ -182,49 +143,15 @@ impl App {
         }
     }
 
-    async fn dispatch(&self, m: Matched<'_>, req: &ApiRequest) -> ApiResult<ApiResponse> {
-        if req.body.len() > MAX_BODY_BYTES {
+    async fn dispatch(&self, service: &Service, call: &Call<'_>) -> ApiResult<ApiResponse> {
+        if call.req.body.len() > MAX_BODY_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the body may be at most {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let param = |name: &str| {
-            m.params
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| *v)
-                .ok_or_else(|| ApiError::internal(format!("route without {{{name}}}")))
-        };
-        let id = || param("id");
-        use Operation as Op;
-        match m.operation {
-            Op::Register => accounts::register(self, req).await,
-            Op::Login => accounts::login(self, req).await,
-            Op::Logout => accounts::logout(self, req).await,
-            Op::Me => accounts::me(self, req).await,
-            Op::AuditLog => accounts::audit_log(self, req).await,
-            Op::OpenApi => ApiResponse::ok(&openapi::document()),
-            Op::ListCalendars => calendars::list(self, req).await,
-            Op::UpdateCalendar => calendars::update(self, req, id()?).await,
-            Op::DeleteCalendar => calendars::delete(self, req, id()?).await,
-            Op::ListEvents => events::list(self, req).await,
-            Op::CreateEvent => events::create(self, req).await,
-            Op::GetEvent => events::get(self, req, id()?).await,
-            Op::UpdateEvent => events::update(self, req, id()?).await,
-            Op::DeleteEvent => events::delete(self, req, id()?).await,
-            Op::CreateFeed => feeds::create(self, req).await,
-            Op::DeleteFeed => feeds::delete(self, req, id()?).await,
-            Op::ReadFeed => feeds::read(self, req, param("token")?).await,
-            Op::Conflicts => schedule::conflicts(self, req).await,
-            Op::FreeBusy => schedule::freebusy(self, req).await,
-            Op::Availability => schedule::availability(self, req).await,
-            Op::EventInstances => events::instances(self, req, id()?).await,
-            Op::SyncCalendar => calendars::sync_now(self, req, id()?).await,
-            Op::StartConnection => connections::start(self, req, param("provider")?).await,
-            Op::OAuthCallback => connections::callback(self, req, param("provider")?).await,
-        }
+        service.dispatch(self, call).await
     }
 
     /// The user id behind the request's bearer token.
@@ -239,7 +166,7 @@ impl App {
     }
 }
 
-fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Matched<'r>> {
+fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Call<'r>> {
     let path = req.path.trim_end_matches('/');
     let mut allowed = Vec::new();
     for spec in routes::ROUTES {
@@ -250,9 +177,11 @@ fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Matche
             continue;
         };
         if spec.method == req.method {
-            return Ok(Matched {
+            return Ok(Call {
                 operation: spec.operation,
+                group: spec.group,
                 params,
+                req,
             });
         }
         allowed.push(spec.method.as_str());

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::api::App;
+use crate::app::App;
 use crate::error::ApiError;
 
 /// At most this many items of each kind per run; the next run continues.

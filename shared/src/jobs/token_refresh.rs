@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::api::App;
+use crate::app::App;
 use crate::crypto::SecretContext;
 use crate::error::ApiError;
 use crate::model::{AuditEntry, ConnectionStatus, ProviderAccount};
@@ -94,7 +94,7 @@ pub async fn refresh_account(
             .open(sealed, context("refresh_token"))
             .await
             .map_err(|e| ProviderError::Protocol(e.to_string()))?;
-        oauth::refresh(&app.http, settings, &refresh_token).await
+        oauth::refresh(app.http(), settings, &refresh_token).await
     }
     .await;
     let mut updated = account.clone();

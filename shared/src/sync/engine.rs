@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::feeds::{Feed, FeedError};
 use super::{Change, Listing, Page};
-use crate::api::App;
+use crate::app::App;
 use crate::error::ApiError;
 use crate::jobs::token_refresh::{self, Outcome};
 use crate::model::{AuditEntry, Connection, ConnectionStatus, Event, PendingChange, SyncStatus};

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::engine::SYNC_INTERVAL;
-use crate::api::App;
+use crate::app::App;
 use crate::error::ApiError;
 use crate::queue::SyncRequest;
 use crate::store::SYNC_SHARDS;

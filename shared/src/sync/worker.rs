@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::engine::{sync_connection, SyncOutcome};
-use crate::api::App;
+use crate::app::App;
 use crate::queue::SyncRequest;
 
 /// The parts of Lambda's SQS event the worker reads.

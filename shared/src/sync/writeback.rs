@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::api::App;
+use crate::app::App;
 use crate::crypto::Secret;
 use crate::model::{Connection, Event, PendingChange, Provider, SyncStatus};
 use crate::providers::{exchange, status_error, transport_error, ProviderError};
@@ -159,17 +159,17 @@ pub async fn push_pending(
     for event in batch {
         let outcome = match (feed, &google, &graph) {
             (Feed::Google(g), Some(base), _) => {
-                push_google(&app.http, base, &conn.calendar_id, &g.token, &event).await
+                push_google(app.http(), base, &conn.calendar_id, &g.token, &event).await
             }
             (Feed::Microsoft(m), _, Some(base)) => {
                 let graph = GraphTarget {
-                    http: &app.http,
+                    http: app.http(),
                     base,
                     token: &m.token,
                 };
                 match placeholder_series(app, &event).await? {
                     Some(series) => graph.push_override(&series, &event).await,
-                    None => push_graph(&app.http, base, &conn.calendar_id, &m.token, &event).await,
+                    None => push_graph(app.http(), base, &conn.calendar_id, &m.token, &event).await,
                 }
             }
             _ => continue,

@@ -12,7 +12,7 @@ fn post(path: &str, body: &Value) -> ApiRequest {
     ApiRequest::new(Method::POST, path).with_json(body)
 }
 
-async fn audit_actions(app: &calsync::api::App, token: &str) -> Vec<String> {
+async fn audit_actions(app: &calsync::app::App, token: &str) -> Vec<String> {
     let (status, body) = call(app, query(get("/v1/audit-log", token), &[("limit", "200")])).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["entries"]

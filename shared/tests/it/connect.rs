@@ -32,7 +32,7 @@ fn ctx<'a>(user: &'a str, account: &'a str, field: &'a str) -> SecretContext<'a>
 #[tokio::test]
 async fn sealed_secrets_open_only_in_their_own_row_and_field() {
     let app = app().await;
-    let cipher = app.cipher.clone().expect("TOKEN_KEY_ID from template.yaml");
+    let cipher = app.cipher().expect("TOKEN_KEY_ID from template.yaml");
     let secret = Secret::new("ya29.a0-very-secret-token");
     let sealed = cipher
         .seal(&secret, ctx("u1", "a1", "access_token"))
@@ -211,12 +211,12 @@ async fn the_oauth_client_completes_code_pkce_and_rotating_refresh_against_oidc_
 
 /// A connected Microsoft account whose tokens came from `tokens`, with two calendars.
 async fn connected_account(
-    app: &calsync::api::App,
+    app: &calsync::app::App,
     user: &TestUser,
     tokens: &TokenSet,
     expires_in: Duration,
 ) -> (ProviderAccount, Vec<Connection>) {
-    let cipher = app.cipher.clone().unwrap();
+    let cipher = app.cipher().unwrap();
     let mut account =
         ProviderAccount::new(&user.id, Provider::Microsoft, &user.email, Store::now());
     account.access_token = Some(
@@ -255,15 +255,14 @@ async fn connected_account(
     (account, calendars)
 }
 
-async fn refresh_token_of(app: &calsync::api::App, account: &ProviderAccount) -> Secret {
+async fn refresh_token_of(app: &calsync::app::App, account: &ProviderAccount) -> Secret {
     let stored = app
         .store
         .account(&account.user_id, &account.id)
         .await
         .unwrap()
         .unwrap();
-    app.cipher
-        .as_ref()
+    app.cipher()
         .unwrap()
         .open(
             stored.refresh_token.as_ref().unwrap(),
@@ -345,8 +344,7 @@ async fn token_refresh_stores_the_rotated_token_once_and_a_dead_grant_requires_r
         .unwrap()
         .unwrap();
     stale.refresh_token = Some(
-        app.cipher
-            .as_ref()
+        app.cipher()
             .unwrap()
             .seal(&original, ctx(&user.id, &account.id, "refresh_token"))
             .await

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use calsync::api::App;
+use calsync::app::App;
 use calsync::sync::engine::{sync_connection, SyncOutcome, SyncReport};
 use calsync_provider_emulator::EmulatorHandle;
 use serde_json::Value;

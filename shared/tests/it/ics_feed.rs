@@ -83,7 +83,7 @@ async fn the_feed_is_valid_icalendar_that_parsers_and_radicale_accept_and_it_can
     let token = url.rsplit('/').nth(1).unwrap();
     let read = || {
         app.handle(
-            None,
+            &calsync::api::service::ALL,
             ApiRequest::new(Method::GET, &format!("/v1/feeds/{token}/calendar.ics")),
         )
     };
@@ -296,7 +296,7 @@ async fn the_feed_and_the_occurrence_stream_agree_on_the_recurrence_corpus() {
 /// occurrence stream with what the reference reads in the feed: (resources compared,
 /// occurrences, disagreements).
 async fn compare_feed_and_stream(
-    app: &calsync::api::App,
+    app: &calsync::app::App,
     range: calsync::time::TimeRange,
     resources: &[(usize, String, String)],
 ) -> (usize, usize, Vec<String>) {

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use calsync::api::RouteGroup;
+use calsync::api::service::ACCOUNTS;
 use calsync::lambda::serve;
 use lambda_http::{Body, RequestExt};
 use serde_json::Value;
@@ -51,7 +51,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     let login = format!(r#"{{"email":"{}","password":"{password}"}}"#, user.email);
     let response = serve(
         &app,
-        RouteGroup::Accounts,
+        &ACCOUNTS,
         request("POST", "/v1/auth/login", &login, "req-login-1"),
     )
     .await;
@@ -65,7 +65,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     };
     let refused = serve(
         &app,
-        RouteGroup::Accounts,
+        &ACCOUNTS,
         request("POST", "/v1/auth/login", "{oops", "req-bad-2"),
     )
     .await;
@@ -73,7 +73,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     // A route of another function is not served by this one.
     let elsewhere = serve(
         &app,
-        RouteGroup::Accounts,
+        &ACCOUNTS,
         request("GET", "/v1/calendars", "", "req-other-3"),
     )
     .await;
@@ -125,7 +125,7 @@ async fn a_connect_refresh_and_failure_run_logs_no_secret() {
         .account_id
         .clone()
         .unwrap();
-    let cipher = app.cipher.clone().unwrap();
+    let cipher = app.cipher().unwrap();
     let ctx = |field| SecretContext {
         user_id: &user.id,
         account_id: &account_id,

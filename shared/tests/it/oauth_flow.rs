@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use calsync::api::{ApiRequest, App};
+use calsync::api::ApiRequest;
+use calsync::app::App;
 use calsync::crypto::SecretContext;
 use calsync::ids;
 use calsync::model::{OAuthState, Provider};
@@ -114,7 +115,7 @@ pub(crate) async fn callback(app: &App, provider: &str, query: &HashMap<String, 
     for (k, v) in query {
         req = req.with_query(k, v);
     }
-    let response = app.handle(None, req).await;
+    let response = app.handle(&calsync::api::service::ALL, req).await;
     assert_eq!(response.status, StatusCode::FOUND, "{:?}", response.body);
     let location = response
         .headers
@@ -169,7 +170,7 @@ async fn google_accounts_connect_by_oauth_and_disconnect_with_revocation() {
         .unwrap()
         .unwrap();
     assert_eq!(account.account_email, "alice@gmail.test");
-    let cipher = app.cipher.clone().unwrap();
+    let cipher = app.cipher().unwrap();
     let ctx = |field| SecretContext {
         user_id: &user.id,
         account_id: &account_id,
@@ -376,7 +377,10 @@ async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_a
         .ends_with("error=access_denied"));
     // Unknown provider paths are a 404, not a redirect.
     let response = app
-        .handle(None, ApiRequest::new(Method::GET, "/oauth/yahoo/callback"))
+        .handle(
+            &calsync::api::service::ALL,
+            ApiRequest::new(Method::GET, "/oauth/yahoo/callback"),
+        )
         .await;
     assert_eq!(response.status, StatusCode::NOT_FOUND);
 

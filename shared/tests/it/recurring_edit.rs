@@ -6,7 +6,8 @@
 //! CalDAV the resources read by recurring-ical-events) must equal what `/v1/events` and the ICS
 //! feed list.
 
-use calsync::api::{ApiRequest, App};
+use calsync::api::ApiRequest;
+use calsync::app::App;
 use calsync::sync::engine::SyncReport;
 use chrono::DateTime;
 use http::{Method, StatusCode};
@@ -287,7 +288,10 @@ async fn feed(side: &impl Side) -> Vec<String> {
     let path = format!("/v1/feeds/{token}/calendar.ics");
     let response = side
         .app()
-        .handle(None, ApiRequest::new(Method::GET, &path))
+        .handle(
+            &calsync::api::service::ALL,
+            ApiRequest::new(Method::GET, &path),
+        )
         .await;
     let text = response.raw.unwrap().1;
     let answer = calsync_devstack::recurrence_corpus::run_oracle(&json!({

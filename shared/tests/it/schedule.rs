@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::support::*;
 
 async fn calendar(
-    app: &calsync::api::App,
+    app: &calsync::app::App,
     user: &TestUser,
     provider: Provider,
     name: &str,

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use calsync::api::{ApiRequest, App};
+use calsync::api::ApiRequest;
+use calsync::app::App;
 use calsync::config::Config;
 use calsync::ids;
 use calsync::model::{Connection, Provider};
@@ -50,8 +51,9 @@ pub fn stack() -> &'static Stack {
     })
 }
 
+/// The functions' own SDK configuration (`calsync::aws`), pointed at the emulator.
 pub async fn sdk() -> aws_config::SdkConfig {
-    local_sdk_config(&stack().emulator.endpoint).await
+    calsync::aws::emulator_sdk_config(&stack().emulator.endpoint)
 }
 
 pub async fn app() -> App {
@@ -105,7 +107,7 @@ pub async fn raw_item(
 
 /// Sends a request through the whole API; returns status and JSON body (Null for none).
 pub async fn call(app: &App, req: ApiRequest) -> (StatusCode, Value) {
-    let resp = app.handle(None, req).await;
+    let resp = app.handle(&calsync::api::service::ALL, req).await;
     (resp.status, resp.body.unwrap_or(Value::Null))
 }
 

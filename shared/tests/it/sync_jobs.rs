@@ -83,7 +83,7 @@ async fn the_worker_reports_only_retryable_failures_and_the_calendar_shows_the_e
     );
     let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
     let user = register(&app, "worker").await;
-    let cipher = app.cipher.clone().unwrap();
+    let cipher = app.cipher().unwrap();
     let mut account =
         calsync::model::ProviderAccount::new(&user.id, Provider::Apple, "alice", Store::now());
     let context = calsync::crypto::SecretContext {

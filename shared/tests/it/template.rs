@@ -37,6 +37,55 @@ fn every_route_is_deployed_by_its_function_and_nothing_else_is() {
     }
 }
 
+/// Every route of the table reaches a handler, both through its own function's service and
+/// through `ALL`: a group's dispatch that lacks a route answers 500 `internal`, and a service
+/// that answers another group's route answers 404.
+#[tokio::test]
+async fn every_route_reaches_its_handler_in_its_own_function_only() {
+    use calsync::api::service::{ACCOUNTS, ALL, CALENDARS, CONNECTIONS, EVENTS, OAUTH_CALLBACK};
+    use calsync::api::{ApiRequest, RouteGroup};
+    let app = app().await;
+    let services = [
+        (RouteGroup::Accounts, &ACCOUNTS),
+        (RouteGroup::Calendars, &CALENDARS),
+        (RouteGroup::Events, &EVENTS),
+        (RouteGroup::Connections, &CONNECTIONS),
+        (RouteGroup::OAuthCallback, &OAUTH_CALLBACK),
+    ];
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{provider}", "google")
+            .replace("{id}", "unknown-id")
+            .replace("{token}", "unknown-token");
+        let request = ApiRequest::new(route.method.clone(), &path);
+        for (group, service) in services {
+            let status = app.handle(service, request.clone()).await.status;
+            if group == route.group {
+                assert!(
+                    status.is_client_error() || status.is_success() || status.is_redirection(),
+                    "{} {} in its own function: {status}",
+                    route.method,
+                    route.path
+                );
+            } else {
+                assert_eq!(
+                    status, 404,
+                    "{} {} served by {group:?}",
+                    route.method, route.path
+                );
+            }
+        }
+        let status = app.handle(&ALL, request).await.status;
+        assert!(
+            !status.is_server_error(),
+            "{} {} through ALL: {status}",
+            route.method,
+            route.path
+        );
+    }
+}
+
 #[test]
 fn the_openapi_document_covers_every_route_and_resolves_its_refs() {
     let doc = openapi::document();

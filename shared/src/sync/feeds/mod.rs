@@ -10,7 +10,7 @@ pub(crate) mod zones;
 use chrono::{Duration, Utc};
 
 use super::Page;
-use crate::api::App;
+use crate::app::App;
 use crate::crypto::{Secret, SecretContext};
 use crate::model::{Connection, Provider, ProviderAccount};
 use crate::providers::ProviderError;
@@ -83,13 +83,13 @@ impl Feed {
         };
         Ok(match conn.provider {
             Provider::Google => Self::Google(google::GoogleFeed {
-                http: app.http.clone(),
+                http: app.http().clone(),
                 api_base: api_base(Provider::Google)?,
                 calendar_id: conn.calendar_id.clone(),
                 token: secret,
             }),
             Provider::Microsoft => Self::Microsoft(microsoft::GraphFeed {
-                http: app.http.clone(),
+                http: app.http().clone(),
                 api_base: api_base(Provider::Microsoft)?,
                 calendar_id: conn.calendar_id.clone(),
                 token: secret,
@@ -101,7 +101,7 @@ impl Feed {
                     .clone()
                     .ok_or_else(|| SyncError::Internal("CalDAV account without location".into()))?;
                 Self::CalDav(caldav::CalDavFeed {
-                    http: app.http.clone(),
+                    http: app.http().clone(),
                     collection: conn.calendar_id.clone(),
                     username: location.username,
                     password: secret,

@@ -1,0 +1,151 @@
+//! Which handlers a function links. Each API binary runs one [`Service`], whose dispatch names
+//! only its route group's handlers; with the route group chosen at compile time, the linker drops
+//! every other handler and what only they use (docs/decisions.md 36). [`ALL`] serves every route,
+//! for tests and tools.
+
+use futures_util::future::BoxFuture;
+
+use super::routes::{Operation, RouteGroup};
+use super::{accounts, calendars, connections, events, feeds, openapi, schedule};
+use super::{ApiRequest, ApiResponse};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+type Dispatch = for<'a> fn(&'a App, &'a Call<'a>) -> BoxFuture<'a, ApiResult<ApiResponse>>;
+
+pub struct Service {
+    /// The routes answered (`None`: all of them).
+    pub(super) group: Option<RouteGroup>,
+    dispatch: Dispatch,
+}
+
+impl Service {
+    pub(super) async fn dispatch(&self, app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+        (self.dispatch)(app, call).await
+    }
+}
+
+pub static ACCOUNTS: Service = Service {
+    group: Some(RouteGroup::Accounts),
+    dispatch: |app, call| Box::pin(accounts_routes(app, call)),
+};
+pub static CALENDARS: Service = Service {
+    group: Some(RouteGroup::Calendars),
+    dispatch: |app, call| Box::pin(calendars_routes(app, call)),
+};
+pub static EVENTS: Service = Service {
+    group: Some(RouteGroup::Events),
+    dispatch: |app, call| Box::pin(events_routes(app, call)),
+};
+pub static CONNECTIONS: Service = Service {
+    group: Some(RouteGroup::Connections),
+    dispatch: |app, call| Box::pin(connections_routes(app, call)),
+};
+pub static OAUTH_CALLBACK: Service = Service {
+    group: Some(RouteGroup::OAuthCallback),
+    dispatch: |app, call| Box::pin(oauth_callback_routes(app, call)),
+};
+pub static ALL: Service = Service {
+    group: None,
+    dispatch: |app, call| Box::pin(all_routes(app, call)),
+};
+
+/// A request matched to a route: its operation and path parameters.
+pub(super) struct Call<'r> {
+    pub operation: Operation,
+    pub group: RouteGroup,
+    pub params: Vec<(&'static str, &'r str)>,
+    pub req: &'r ApiRequest,
+}
+
+impl Call<'_> {
+    fn param(&self, name: &str) -> ApiResult<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| ApiError::internal(format!("route without {{{name}}}")))
+    }
+
+    fn id(&self) -> ApiResult<&str> {
+        self.param("id")
+    }
+
+    /// A route the table gives this group but its dispatch lacks: a bug, caught by the test
+    /// that sends every route of the table through [`ALL`].
+    fn unserved(&self) -> ApiError {
+        ApiError::internal(format!(
+            "{:?} is not served by the {:?} routes",
+            self.operation, self.group
+        ))
+    }
+}
+
+use Operation as Op;
+
+async fn accounts_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    let req = call.req;
+    match call.operation {
+        Op::Register => accounts::register(app, req).await,
+        Op::Login => accounts::login(app, req).await,
+        Op::Logout => accounts::logout(app, req).await,
+        Op::Me => accounts::me(app, req).await,
+        Op::AuditLog => accounts::audit_log(app, req).await,
+        Op::OpenApi => ApiResponse::ok(&openapi::document()),
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn calendars_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    let req = call.req;
+    match call.operation {
+        Op::ListCalendars => calendars::list(app, req).await,
+        Op::UpdateCalendar => calendars::update(app, req, call.id()?).await,
+        Op::DeleteCalendar => calendars::delete(app, req, call.id()?).await,
+        Op::SyncCalendar => calendars::sync_now(app, req, call.id()?).await,
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn events_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    let req = call.req;
+    match call.operation {
+        Op::ListEvents => events::list(app, req).await,
+        Op::CreateEvent => events::create(app, req).await,
+        Op::GetEvent => events::get(app, req, call.id()?).await,
+        Op::UpdateEvent => events::update(app, req, call.id()?).await,
+        Op::DeleteEvent => events::delete(app, req, call.id()?).await,
+        Op::EventInstances => events::instances(app, req, call.id()?).await,
+        Op::CreateFeed => feeds::create(app, req).await,
+        Op::DeleteFeed => feeds::delete(app, req, call.id()?).await,
+        Op::ReadFeed => feeds::read(app, req, call.param("token")?).await,
+        Op::Conflicts => schedule::conflicts(app, req).await,
+        Op::FreeBusy => schedule::freebusy(app, req).await,
+        Op::Availability => schedule::availability(app, req).await,
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn connections_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    match call.operation {
+        Op::StartConnection => connections::start(app, call.req, call.param("provider")?).await,
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn oauth_callback_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    match call.operation {
+        Op::OAuthCallback => connections::callback(app, call.req, call.param("provider")?).await,
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn all_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    match call.group {
+        RouteGroup::Accounts => accounts_routes(app, call).await,
+        RouteGroup::Calendars => calendars_routes(app, call).await,
+        RouteGroup::Events => events_routes(app, call).await,
+        RouteGroup::Connections => connections_routes(app, call).await,
+        RouteGroup::OAuthCallback => oauth_callback_routes(app, call).await,
+    }
+}

@@ -1,0 +1,67 @@
+//! The app context every function runs on: configuration, the store, and the clients of other
+//! services. It sits below `api`, `sync` and `jobs`, which all take it.
+//!
+//! Only the store is built at init. The KMS cipher, the SQS client and the provider HTTP client
+//! are built on first use: a function pays at init, and carries in its binary, only what it uses
+//! (docs/decisions.md 36).
+
+use std::sync::{Arc, OnceLock};
+
+use aws_config::SdkConfig;
+
+use crate::config::Config;
+use crate::crypto::TokenCipher;
+use crate::error::{ApiError, ApiResult};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub config: Config,
+    sdk: SdkConfig,
+    /// Shared by clones, so one container keeps one data-key cache and one connection pool.
+    lazy: Arc<Clients>,
+}
+
+#[derive(Default)]
+struct Clients {
+    cipher: OnceLock<Option<TokenCipher>>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    http: OnceLock<reqwest::Client>,
+}
+
+impl App {
+    pub fn new(sdk: &SdkConfig, config: Config) -> Self {
+        Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), &config),
+            config,
+            sdk: sdk.clone(),
+            lazy: Arc::default(),
+        }
+    }
+
+    /// Seals and opens provider secrets; an error where no KMS key is configured.
+    pub fn cipher(&self) -> ApiResult<&TokenCipher> {
+        self.lazy
+            .cipher
+            .get_or_init(|| {
+                let key = self.config.token_key_id.clone()?;
+                Some(TokenCipher::new(aws_sdk_kms::Client::new(&self.sdk), key))
+            })
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("TOKEN_KEY_ID is not configured"))
+    }
+
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.lazy
+            .sqs
+            .get_or_init(|| aws_sdk_sqs::Client::new(&self.sdk))
+    }
+
+    /// The client for provider calls (OAuth, calendar APIs, CalDAV).
+    pub fn http(&self) -> &reqwest::Client {
+        self.lazy.http.get_or_init(|| {
+            crate::providers::http_client_with_timeout(self.config.provider_timeout)
+        })
+    }
+}
