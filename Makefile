@@ -23,7 +23,22 @@ LAMBDA_PORT ?= 9000
 API_PORT ?= 3000
 export AWS_PORT LAMBDA_PORT API_PORT
 
-.PHONY: help venv node dev seed invoke test lint fmt bench build deploy clean
+# The Lambda functions: what `make build` builds and `make package` ships (template.yaml's binaries).
+FUNCTIONS := accounts-api calendars-api events-api connections-api oauth-callback \
+	token-refresh cleanup sync-scheduler sync-worker
+# Release artifacts for the template's architecture (arm64), one bootstrap.zip per function.
+LAMBDA_DIR := $(CARGO_TARGET_DIR)/lambda-arm64
+# The budget each zip must keep (the issue "Lean functions"); the init bench checks it too.
+ZIP_BUDGET_BYTES := 3000000
+
+# The SAM CLI has its own venv: its pins clash with the local stack's tools.
+SAM_REQUIREMENTS_HASH := $(shell sha256sum infra/sam-requirements.txt | cut -c1-16)
+SAM_VENV := $(CACHE)/sam-$(SAM_REQUIREMENTS_HASH)
+SAM_STAMP := $(SAM_VENV)/.complete
+# No telemetry, and no weekly version check against PyPI (a check time far ahead).
+SAM := __SAM_CLI_APP_DIR=$(SAM_VENV)/app SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+
+.PHONY: help venv node dev seed invoke test lint fmt bench build package deploy clean
 
 help:
 	@echo "make dev    - run the stack on 127.0.0.1 (API on :$(API_PORT)); Ctrl-C stops it"
@@ -32,8 +47,9 @@ help:
 	@echo "make test   - every test (cfn-lint, unit, integration against the AWS emulator)"
 	@echo "make lint   - clippy -D warnings, rustfmt --check, cfn-lint"
 	@echo "make bench  - benchmarks; figures go to docs/benchmarks.md"
-	@echo "make build  - release Lambda binaries with cargo-lambda"
-	@echo "make deploy - sam build && sam deploy --guided"
+	@echo "make build  - the functions' release bootstrap.zip files for arm64 (cargo-lambda + zig)"
+	@echo "make package - sam validate --lint, sam build, and each package against the size budget"
+	@echo "make deploy - make package, then sam deploy --guided (docs/deploy.md)"
 
 venv: $(VENV_STAMP)
 
@@ -86,14 +102,43 @@ lint: venv
 fmt:
 	cargo fmt --all
 
-bench: venv
+bench: build
 	cargo run --release -p calsync --example bench
+	@echo "Init and package size: every function against a hello-world lambda_http, both built by cargo-lambda for this machine"
+	cargo lambda build --release --output-format zip --lambda-dir "$(CARGO_TARGET_DIR)/lambda-host" \
+	  $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
+	for f in $(FUNCTIONS) hello-lambda; do unzip -qo "$(CARGO_TARGET_DIR)/lambda-host/$$f/bootstrap.zip" -d "$(CARGO_TARGET_DIR)/lambda-host/$$f"; done
+	cargo run --release -p calsync-devstack --bin init-bench -- --lambda-dir "$(CARGO_TARGET_DIR)/lambda-host" --shipped-dir "$(LAMBDA_DIR)" \
+	  --hello hello-lambda --rounds 30 $(FUNCTIONS)
 
+# The functions only (not the local tools), for the template's arm64. The Rust target is added
+# by rustup; zig, which links for it, comes with cargo-lambda in the venv.
 build: venv
-	cargo lambda build --release --workspace
+	rustup target add aarch64-unknown-linux-gnu
+	cargo lambda build --release --arm64 --output-format zip --lambda-dir "$(LAMBDA_DIR)" $(addprefix -p ,$(FUNCTIONS))
+	@infra/check-sizes.sh $(ZIP_BUDGET_BYTES) $(foreach f,$(FUNCTIONS),"$(LAMBDA_DIR)/$(f)/bootstrap.zip")
 
-deploy:
-	sam build && sam deploy --guided
+$(SAM_STAMP): infra/sam-requirements.txt
+	@mkdir -p "$(CACHE)"
+	@flock "$(SAM_VENV).lock" bash -euo pipefail -c ' \
+	  if [[ -f "$(SAM_STAMP)" ]]; then exit 0; fi; \
+	  echo "Installing the SAM CLI into $(SAM_VENV)"; \
+	  rm -rf "$(SAM_VENV)"; \
+	  python3 -m venv "$(SAM_VENV)"; \
+	  "$(SAM_VENV)/bin/pip" install --quiet --disable-pip-version-check -r infra/sam-requirements.txt; \
+	  mkdir -p "$(SAM_VENV)/app"; \
+	  echo "{\"lastVersionCheck\": 4102444800.0, \"telemetryEnabled\": false}" > "$(SAM_VENV)/app/metadata.json"; \
+	  touch "$(SAM_STAMP)"'
+
+# SAM builds each function with `cargo lambda build --release --arm64 --bin <name>` into this
+# clone's target directory, so after `make build` it only copies. Nothing here needs AWS.
+package: build $(SAM_STAMP)
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template template.yaml
+	$(SAM) build --beta-features --template template.yaml
+	@infra/check-sizes.sh $(ZIP_BUDGET_BYTES) .aws-sam/build/*/bootstrap
+
+deploy: package
+	$(SAM) deploy --guided --template-file .aws-sam/build/template.yaml
 
 clean:
-	rm -rf .dev "$(CARGO_TARGET_DIR)"
+	rm -rf .dev .aws-sam "$(CARGO_TARGET_DIR)"

@@ -2,9 +2,6 @@
 //! template.yaml check all read it.
 
 use http::Method;
-use schemars::{JsonSchema, Schema, SchemaGenerator};
-
-use super::{accounts, calendars, connections, events, feeds, schedule};
 
 /// The Lambda function that serves a route; each has its own least-privilege policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,12 +63,6 @@ pub enum Operation {
     OAuthCallback,
 }
 
-pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
-
-fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
-    generator.subschema_for::<T>()
-}
-
 pub struct QueryParam {
     pub name: &'static str,
     pub required: bool,
@@ -94,9 +85,8 @@ pub struct RouteSpec {
     pub summary: &'static str,
     pub authenticated: bool,
     pub query: &'static [QueryParam],
-    pub request: Option<SchemaFn>,
-    /// Success status and body schema (`None` body for 204).
-    pub response: (u16, Option<SchemaFn>),
+    /// The success status; the bodies are documented by `openapi::bodies`.
+    pub status: u16,
 }
 
 const PAGE: &[QueryParam] = &[
@@ -161,8 +151,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Create an account and sign in",
         authenticated: false,
         query: &[],
-        request: Some(schema::<accounts::RegisterRequest>),
-        response: (201, Some(schema::<accounts::SessionDto>)),
+        status: 201,
     },
     RouteSpec {
         method: Method::POST,
@@ -172,8 +161,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Sign in with e-mail and password",
         authenticated: false,
         query: &[],
-        request: Some(schema::<accounts::LoginRequest>),
-        response: (200, Some(schema::<accounts::SessionDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::POST,
@@ -183,8 +171,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "End this session",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (204, None),
+        status: 204,
     },
     RouteSpec {
         method: Method::GET,
@@ -194,8 +181,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "The signed-in user",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (200, Some(schema::<accounts::UserDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -205,8 +191,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "The user's audit log, newest first",
         authenticated: true,
         query: PAGE,
-        request: None,
-        response: (200, Some(schema::<accounts::AuditPageDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -216,8 +201,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "This API's OpenAPI 3.1 document",
         authenticated: false,
         query: &[],
-        request: None,
-        response: (200, None),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -227,8 +211,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "The user's calendars, primary first, then by creation",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (200, Some(schema::<calendars::CalendarListDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::PATCH,
@@ -238,8 +221,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Rename or recolour a calendar",
         authenticated: true,
         query: &[],
-        request: Some(schema::<calendars::UpdateCalendarRequest>),
-        response: (200, Some(schema::<calendars::CalendarDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::DELETE,
@@ -249,8 +231,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Remove a calendar; its events leave every query",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (204, None),
+        status: 204,
     },
     RouteSpec {
         method: Method::POST,
@@ -260,8 +241,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Sync this calendar now (queued; answers 202)",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (202, Some(schema::<calendars::CalendarDto>)),
+        status: 202,
     },
     RouteSpec {
         method: Method::GET,
@@ -272,8 +252,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Events of all live calendars overlapping [start, end), by start",
         authenticated: true,
         query: RANGE,
-        request: None,
-        response: (200, Some(schema::<events::EventListDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::POST,
@@ -283,8 +262,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Create an event; it is written back to the provider",
         authenticated: true,
         query: &[],
-        request: Some(schema::<events::CreateEventRequest>),
-        response: (201, Some(schema::<events::EventDto>)),
+        status: 201,
     },
     RouteSpec {
         method: Method::GET,
@@ -294,8 +272,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "One event",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (200, Some(schema::<events::EventDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::POST,
@@ -305,8 +282,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Make a secret ICS feed URL of the merged calendar (revocable)",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (201, Some(schema::<feeds::FeedDto>)),
+        status: 201,
     },
     RouteSpec {
         method: Method::DELETE,
@@ -316,8 +292,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Revoke a feed: its URL stops working at once",
         authenticated: true,
         query: &[],
-        request: None,
-        response: (204, None),
+        status: 204,
     },
     RouteSpec {
         method: Method::GET,
@@ -327,8 +302,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "The merged calendar as RFC 5545 text (the URL is the credential)",
         authenticated: false,
         query: &[],
-        request: None,
-        response: (200, None),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -338,8 +312,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Where busy events clash across all calendars (groups; all-day apart)",
         authenticated: true,
         query: WINDOW,
-        request: None,
-        response: (200, Some(schema::<schedule::ConflictsDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -349,8 +322,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Merged busy time across calendars, and per calendar",
         authenticated: true,
         query: WINDOW,
-        request: None,
-        response: (200, Some(schema::<schedule::FreeBusyDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::POST,
@@ -360,8 +332,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Free slots of a length within working hours, across calendars",
         authenticated: true,
         query: &[],
-        request: Some(schema::<schedule::AvailabilityRequest>),
-        response: (200, Some(schema::<schedule::AvailabilityDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::GET,
@@ -374,8 +345,7 @@ pub static ROUTES: &[RouteSpec] = &[
             param("start", true, "Range start (RFC 3339 or YYYY-MM-DD)."),
             param("end", true, "Range end, exclusive; at most 366 days after start."),
         ],
-        request: None,
-        response: (200, Some(schema::<events::EventListDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::PATCH,
@@ -389,8 +359,7 @@ pub static ROUTES: &[RouteSpec] = &[
             false,
             "Recurring events: `instance` (the default for an occurrence id: that occurrence alone), `following` (split the series there: a new series from this occurrence on), `series` (the default for a series id: the whole series; `recurrence` may change).",
         )],
-        request: Some(schema::<events::UpdateEventRequest>),
-        response: (200, Some(schema::<events::EventDto>)),
+        status: 200,
     },
     RouteSpec {
         method: Method::DELETE,
@@ -404,8 +373,7 @@ pub static ROUTES: &[RouteSpec] = &[
             false,
             "Recurring events: `instance` (the default for an occurrence id: cancel that occurrence), `following` (end the series before this occurrence), `series` (the default for a series id).",
         )],
-        request: None,
-        response: (204, None),
+        status: 204,
     },
     RouteSpec {
         method: Method::POST,
@@ -415,8 +383,7 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Connect an account: google / microsoft answer an authorization URL; apple takes an app-specific password (body) and connects at once",
         authenticated: true,
         query: &[],
-        request: Some(schema::<connections::AppleConnectRequest>),
-        response: (201, Some(schema::<connections::AuthorizationDto>)),
+        status: 201,
     },
     RouteSpec {
         method: Method::GET,
@@ -430,8 +397,7 @@ pub static ROUTES: &[RouteSpec] = &[
             param("code", false, "The authorization code."),
             param("error", false, "The provider's error, e.g. access_denied."),
         ],
-        request: None,
-        response: (302, None),
+        status: 302,
     },
 ];
 

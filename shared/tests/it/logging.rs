@@ -7,7 +7,7 @@ use calsync::api::service::ACCOUNTS;
 use calsync::lambda::serve;
 use lambda_http::{Body, RequestExt};
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 use crate::support::*;
 
@@ -45,7 +45,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     let writer = captured.clone();
     let _guard = tracing::subscriber::set_default(calsync::telemetry::subscriber(
         move || writer.clone(),
-        EnvFilter::new("debug"),
+        "debug".parse::<Targets>().unwrap(),
     ));
     let password = "a long enough password";
     let login = format!(r#"{{"email":"{}","password":"{password}"}}"#, user.email);
@@ -114,7 +114,7 @@ async fn a_connect_refresh_and_failure_run_logs_no_secret() {
     let writer = captured.clone();
     let _guard = tracing::subscriber::set_default(calsync::telemetry::subscriber(
         move || writer.clone(),
-        EnvFilter::new("trace"),
+        "trace".parse::<Targets>().unwrap(),
     ));
     let (emulator, app, user) = crate::oauth_flow::setup("secret-logs").await;
     let query = crate::oauth_flow::consent(&app, &user, "google").await;
