@@ -130,12 +130,21 @@ $(SAM_STAMP): infra/sam-requirements.txt
 	  echo "{\"lastVersionCheck\": 4102444800.0, \"telemetryEnabled\": false}" > "$(SAM_VENV)/app/metadata.json"; \
 	  touch "$(SAM_STAMP)"'
 
-# SAM builds each function with `cargo lambda build --release --arm64 --bin <name>` into this
-# clone's target directory, so after `make build` it only copies. Nothing here needs AWS.
+# SAM ships exactly what `make build` made and measured: each function's BuildMethod is
+# `makefile`, and SAM runs the rule below for it with ARTIFACTS_DIR set. (SAM's own
+# rust-cargolambda method would build all nine again, one by one, with other flags.)
+# Nothing here needs AWS.
 package: build $(SAM_STAMP)
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint --template template.yaml
-	$(SAM) build --beta-features --template template.yaml
+	$(SAM) build --build-in-source --template template.yaml
 	@infra/check-sizes.sh $(ZIP_BUDGET_BYTES) .aws-sam/build/*/bootstrap
+
+# Called by `sam build` for the function whose logical id is <name>Function; the binary is the
+# one its Metadata.BuildProperties.Binary names (as the local stack's gateway reads it).
+build-%Function:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "build-$*Function is run by sam build" >&2; exit 2; }
+	@binary=$$("$(VENV)/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open("template.yaml"))["Resources"][sys.argv[1]]["Metadata"]["BuildProperties"]["Binary"])' "$*Function"); \
+	  unzip -qo "$(LAMBDA_DIR)/$$binary/bootstrap.zip" -d "$(ARTIFACTS_DIR)"
 
 deploy: package
 	$(SAM) deploy --guided --template-file .aws-sam/build/template.yaml
