@@ -66,7 +66,7 @@ $(VENV_STAMP):
 	  touch "$(VENV_STAMP)"'
 
 dev: venv
-	infra/dev.sh
+	FUNCTIONS="$(FUNCTIONS)" infra/dev.sh
 
 seed: venv
 	cargo run -p calsync --example seed -- --endpoint http://127.0.0.1:$(AWS_PORT)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole stack on loopback: AWS emulator, resources from template.yaml, the functions under
-# cargo lambda watch, and a gateway that routes like API Gateway. Ctrl-C stops all of it.
+# The whole stack on loopback: AWS emulator, resources from template.yaml, the functions behind
+# cargo lambda's Lambda APIs, and a gateway that routes like API Gateway. Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,7 @@ done
 
 echo "Building the functions and the local tools (first time: a few minutes)..."
 cargo build --workspace --bins
+: "${FUNCTIONS:?the Makefile names the functions}"
 
 echo "Starting the AWS emulator (DynamoDB, KMS, SQS) on 127.0.0.1:$AWS_PORT"
 moto_server -H 127.0.0.1 -p "$AWS_PORT" >"$STATE/aws.log" 2>&1 &
@@ -82,10 +83,49 @@ PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
   echo "AWS_SECRET_ACCESS_KEY=test"
 } >"$STATE/functions.env"
 
-echo "Serving the functions with cargo lambda watch on 127.0.0.1:$LAMBDA_PORT (log: $STATE/functions.log)"
-cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$STATE/functions.env" >"$STATE/functions.log" 2>&1 &
+echo "Serving the functions behind cargo lambda's Lambda APIs on 127.0.0.1:$LAMBDA_PORT (log: $STATE/functions.log)"
+# cargo lambda serves the Invoke and Runtime APIs only; the functions run under supervise() below,
+# because cargo lambda does not start a function again once its process has exited.
+cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT" >"$STATE/lambda-apis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 300); do port_busy "$LAMBDA_PORT" && break; sleep 0.2; done
+
+# Runs one function as Lambda would, against its own Runtime API path, and starts it again when
+# it exits (after a second, so a function that cannot start does not spin) or when its binary
+# changes (so `cargo build` in another terminal reloads it).
+supervise() {
+  local name=$1 binary="$CARGO_TARGET_DIR/debug/$1" child="" built=""
+  trap '[[ -n "$child" ]] && kill "$child" 2>/dev/null; exit 0' TERM INT
+  while true; do
+    if [[ -z "$child" ]] || ! kill -0 "$child" 2>/dev/null; then
+      if [[ -n "$child" ]]; then
+        wait "$child" 2>/dev/null && status=0 || status=$?
+        echo "[dev] $name exited (status $status); starting it again" >&2
+        sleep 1
+      fi
+      built=$(stat -c %Y "$binary")
+      (
+        while IFS= read -r line; do export "$line"; done <"$STATE/functions.env"
+        export AWS_LAMBDA_FUNCTION_NAME="$name" AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$name" \
+          AWS_LAMBDA_FUNCTION_VERSION='$LATEST' AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256
+        exec "$binary"
+      ) &
+      child=$!
+    elif [[ "$(stat -c %Y "$binary" 2>/dev/null)" != "$built" ]]; then
+      echo "[dev] $name was rebuilt; restarting it" >&2
+      kill "$child" 2>/dev/null || true
+      wait "$child" 2>/dev/null || true
+      child=""
+      continue
+    fi
+    sleep 1
+  done
+}
+: >"$STATE/functions.log"
+for name in $FUNCTIONS; do
+  supervise "$name" >>"$STATE/functions.log" 2>&1 &
+  pids+=($!)
+done
 
 QUEUE_URL=$(sed -n 's/^SYNC_QUEUE_URL=//p' "$STATE/functions.env")
 echo "Playing EventBridge and the SQS event-source mapping (log: $STATE/driver.log)"
