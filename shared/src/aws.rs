@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
+use http_body_util::BodyExt;
 
 /// What aws-config's defaults use: a connect timeout of 3.1 s, no overall limit (the SDK's
 /// retries and the function's own timeout bound a call).
@@ -122,10 +123,19 @@ impl HttpClient for ReqwestHttpClient {
 struct ReqwestConnector(reqwest::Client);
 
 impl HttpConnector for ReqwestConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+    fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
         let client = self.0.clone();
         HttpConnectorFuture::new(async move {
-            let request = to_reqwest(&client, request)?;
+            // The body is read by polling it, not taken as bytes: the SDK's stalled-upload check
+            // counts what is polled, and a body never polled looks stalled once a slow answer
+            // outlasts its grace period (20 s).
+            let body = request
+                .take_body()
+                .collect()
+                .await
+                .map_err(ConnectorError::user)?
+                .to_bytes();
+            let request = to_reqwest(&client, request, body)?;
             let response = client.execute(request).await.map_err(connector_error)?;
             from_reqwest(response).await
         })
@@ -135,6 +145,7 @@ impl HttpConnector for ReqwestConnector {
 fn to_reqwest(
     client: &reqwest::Client,
     request: HttpRequest,
+    body: bytes::Bytes,
 ) -> Result<reqwest::Request, ConnectorError> {
     let method = reqwest::Method::from_bytes(request.method().as_bytes())
         .map_err(|e| ConnectorError::user(e.into()))?;
@@ -142,12 +153,6 @@ fn to_reqwest(
     for (name, value) in request.headers() {
         builder = builder.header(name, value);
     }
-    // Every request this service makes (DynamoDB, KMS, SQS) has its body in memory.
-    let body = request
-        .body()
-        .bytes()
-        .ok_or_else(|| ConnectorError::user("streaming request bodies are not supported".into()))?
-        .to_vec();
     builder
         .body(body)
         .build()
