@@ -34,8 +34,7 @@ impl UrlPolicy {
             .map_err(|_| ProviderError::Refused(format!("serverUrl {raw:?} is not a URL")))?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
         let ip = host.parse::<IpAddr>().ok();
-        let loopback =
-            host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
+        let loopback = ip.is_some_and(|ip| ip.is_loopback());
         match url.scheme() {
             "http" if loopback && self.allow_http_loopback => return Ok(url),
             "https" => {}
@@ -45,20 +44,8 @@ impl UrlPolicy {
                 ))
             }
         }
-        let private = loopback
-            || ip.is_some_and(|ip| match ip {
-                IpAddr::V4(v4) => {
-                    v4.is_private()
-                        || v4.is_link_local()
-                        || v4.is_unspecified()
-                        || v4.is_broadcast()
-                }
-                IpAddr::V6(v6) => {
-                    v6.is_unspecified()
-                        || (v6.segments()[0] & 0xfe00) == 0xfc00
-                        || (v6.segments()[0] & 0xffc0) == 0xfe80
-                }
-            });
+        // Names are checked when they resolve (net::PublicOnlyResolver); literals here.
+        let private = loopback || ip.is_some_and(|ip| !super::net::is_public(ip));
         if private {
             return Err(ProviderError::Refused(
                 "serverUrl must name a public host".into(),
@@ -187,14 +174,18 @@ impl CalDavClient<'_> {
         body: &str,
     ) -> Result<(url::Url, Element), ProviderError> {
         let mut url = url;
+        // The password goes only to the origin the user named (scheme, host and port); a
+        // redirect elsewhere is followed without it, and answers 401 if it needs it.
+        let origin = url.origin();
         for _ in 0..=MAX_REDIRECTS {
-            let response = self
-                .http
-                .request(
-                    Method::from_bytes(b"PROPFIND").expect("valid method"),
-                    url.clone(),
-                )
-                .basic_auth(self.username, Some(self.password.expose()))
+            let mut request = self.http.request(
+                Method::from_bytes(b"PROPFIND").expect("valid method"),
+                url.clone(),
+            );
+            if url.origin() == origin {
+                request = request.basic_auth(self.username, Some(self.password.expose()));
+            }
+            let response = request
                 .header("Depth", depth)
                 .header("Content-Type", "application/xml; charset=utf-8")
                 .body(body.to_owned())
@@ -354,7 +345,10 @@ mod tests {
             "https://10.0.0.5/",
             "https://169.254.169.254/latest",
             "https://[::1]/",
-            "https://localhost/",
+            "https://[::ffff:127.0.0.1]:8443/",
+            "https://100.64.0.1/",
+            "https://[fec0::1]/",
+            "https://224.0.0.1/",
             "file:///etc/passwd",
             "not a url",
         ] {
@@ -365,6 +359,8 @@ mod tests {
         };
         assert!(dev.check("http://127.0.0.1:5232/").is_ok());
         assert!(dev.check("http://10.0.0.5/").is_err());
+        // Names are judged by what they resolve to, when the client connects (net.rs).
+        assert!(dev.check("http://localhost:5232/").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod caldav;
 pub mod google;
 pub mod graph_recurrence;
 pub mod microsoft;
+pub mod net;
 pub mod oauth;
 
 use std::time::Duration;
@@ -65,6 +66,7 @@ pub fn http_client_with_timeout(timeout: Duration) -> reqwest::Client {
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(net::PublicOnlyResolver))
         .user_agent(concat!("calsync/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("static HTTP client configuration")
@@ -102,6 +104,13 @@ pub(crate) async fn exchange(
 }
 
 pub(crate) fn transport_error(err: reqwest::Error) -> ProviderError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<net::NonPublicAddress>() {
+            return ProviderError::Refused(format!("the server's host: {refused}"));
+        }
+        source = cause.source();
+    }
     // reqwest's message never includes headers or bodies, so no secret leaks through it.
     ProviderError::Unavailable(err.without_url().to_string())
 }

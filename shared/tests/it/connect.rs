@@ -532,6 +532,20 @@ async fn apple_accounts_connect_through_caldav_discovery_on_radicale() {
             json!({"username": "alice", "appPassword": "x", "serverUrl": "https://169.254.169.254/"}),
             "invalid_server_url",
         ),
+        // Loopback by another spelling, and a name that resolves to loopback: refused before
+        // any connection (without the resolver's check, these were attempted: a 502).
+        (
+            json!({"username": "alice", "appPassword": "x", "serverUrl": "https://[::ffff:127.0.0.1]:1/"}),
+            "invalid_server_url",
+        ),
+        (
+            json!({"username": "alice", "appPassword": "x", "serverUrl": "https://localhost:1/"}),
+            "invalid_server_url",
+        ),
+        (
+            json!({"username": "alice", "appPassword": "x", "serverUrl": "https://100.64.0.1/"}),
+            "invalid_server_url",
+        ),
         (
             json!({"username": "alice", "appPassword": ""}),
             "invalid_field",
@@ -547,6 +561,59 @@ async fn apple_accounts_connect_through_caldav_discovery_on_radicale() {
         );
         assert!(!answer.to_string().contains("alice-app-password"));
     }
+}
+
+/// A CalDAV server that redirects discovery to another origin: the password is not sent there.
+#[tokio::test]
+async fn the_app_password_never_follows_a_redirect_to_another_origin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// Answers every request on `listener` with `response`; sends each request's head on.
+    async fn serve(
+        listener: tokio::net::TcpListener,
+        response: String,
+        heads: tokio::sync::mpsc::UnboundedSender<String>,
+    ) {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let _ = heads.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    }
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}/dav/", elsewhere.local_addr().unwrap());
+    let named = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let named_url = format!("http://{}/", named.local_addr().unwrap());
+    let (named_tx, mut named_heads) = tokio::sync::mpsc::unbounded_channel();
+    let (elsewhere_tx, mut elsewhere_heads) = tokio::sync::mpsc::unbounded_channel();
+    let redirect = format!(
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: {elsewhere_url}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let unauthorized =
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    tokio::spawn(serve(named, redirect, named_tx));
+    tokio::spawn(serve(elsewhere, unauthorized.into(), elsewhere_tx));
+
+    let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+    let user = register(&app, "redirected").await;
+    let body =
+        json!({"username": "alice", "appPassword": "alice-app-password", "serverUrl": named_url});
+    let (status, answer) = call(&app, apple(body, &user.token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(error_code(&answer), "invalid_credentials");
+    let named_head = named_heads.try_recv().expect("the named server was asked");
+    assert!(named_head
+        .to_ascii_lowercase()
+        .contains("authorization: basic"));
+    let elsewhere_head = elsewhere_heads
+        .try_recv()
+        .expect("the redirect was followed");
+    assert!(
+        !elsewhere_head
+            .to_ascii_lowercase()
+            .contains("authorization"),
+        "credentials went to another origin:\n{elsewhere_head}"
+    );
 }
 
 #[tokio::test]
