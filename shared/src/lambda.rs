@@ -37,8 +37,8 @@ pub async fn serve(app: &App, service: &Service, req: Request) -> Response<Body>
         .unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %request_id);
     async move {
+        // The route, not the raw path, is logged (by `App::handle`): a path can carry a feed token.
         let api_request = to_api_request(&req);
-        tracing::info!(method = %api_request.method, path = %api_request.path, "request");
         let response = app.handle(service, api_request).await;
         tracing::info!(status = response.status.as_u16(), "response");
         let mut builder = Response::builder().status(response.status);

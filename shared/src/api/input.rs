@@ -18,11 +18,22 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> ApiResult<T> {
             ));
         }
     }
-    if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "missing_body",
-            "a JSON request body is required",
-        ));
+    match req.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_body",
+                "a JSON request body is required",
+            ))
+        }
+        // Every body this API takes is an object; serde would read a struct of optional fields
+        // from `[]` too, and a PATCH with `[]` changed nothing but still answered 200 and audited.
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "the body must be a JSON object",
+            ))
+        }
     }
     let mut de = serde_json::Deserializer::from_slice(&req.body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {

@@ -123,8 +123,14 @@ impl App {
     /// Serves one request with the routes of `service`.
     pub async fn handle(&self, service: &Service, req: ApiRequest) -> ApiResponse {
         let result = match route(service.group, &req) {
-            Ok(call) => self.dispatch(service, &call).await,
-            Err(e) => Err(e),
+            Ok(call) => {
+                tracing::info!(method = %req.method, route = call.route, "request");
+                self.dispatch(service, &call).await
+            }
+            Err(e) => {
+                tracing::info!(method = %req.method, "request to no route");
+                Err(e)
+            }
         };
         match result {
             Ok(resp) => resp,
@@ -179,6 +185,7 @@ fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Call<'
         if spec.method == req.method {
             return Ok(Call {
                 operation: spec.operation,
+                route: spec.path,
                 group: spec.group,
                 params,
                 req,

@@ -53,6 +53,9 @@ pub static ALL: Service = Service {
 /// A request matched to a route: its operation and path parameters.
 pub(super) struct Call<'r> {
     pub operation: Operation,
+    /// The route's template (`/v1/feeds/{token}/calendar.ics`): what logs name, since a raw path
+    /// can carry a credential.
+    pub route: &'static str,
     pub group: RouteGroup,
     pub params: Vec<(&'static str, &'r str)>,
     pub req: &'r ApiRequest,

@@ -648,6 +648,36 @@ async fn bad_event_input_gets_a_4xx_naming_the_problem() {
             "{bad}"
         );
     }
+    // Bodies that are not a JSON object, or not UTF-8: a 400, and nothing audited.
+    let audited = || async {
+        let (_, log) = call(
+            &app,
+            query(get("/v1/audit-log", &user.token), &[("limit", "200")]),
+        )
+        .await;
+        log["entries"].as_array().unwrap().len()
+    };
+    let before = audited().await;
+    let raw_bodies: [&[u8]; 6] = [
+        b"[]",
+        b"[1]",
+        b"null",
+        b"42",
+        b"\"x\"",
+        b"{\"title\": \"\xff\xfe\"}",
+    ];
+    for raw in raw_bodies {
+        let mut req = send(Method::PATCH, &path, &user.token, &json!({}));
+        req.body = raw.to_vec();
+        let (status, body) = call(&app, req).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_json"),
+            "{}: {body}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_eq!(audited().await, before);
     // Nothing above was half-written: exactly one event exists.
     let (_, cals) = call(&app, get("/v1/calendars", &user.token)).await;
     assert_eq!(cals["calendars"][0]["eventCount"], 1);

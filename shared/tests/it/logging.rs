@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use calsync::api::service::ACCOUNTS;
+use calsync::api::service::{ACCOUNTS, EVENTS, OAUTH_CALLBACK};
 use calsync::lambda::serve;
 use lambda_http::{Body, RequestExt};
 use serde_json::Value;
@@ -79,6 +79,33 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     .await;
     assert_eq!(elsewhere.status(), 404);
 
+    // A feed's URL is its credential; OAuth states and codes are too.
+    let mut create = request("POST", "/v1/feeds", "{}", "req-feed-4");
+    create.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.token).parse().unwrap(),
+    );
+    let created = serve(&app, &EVENTS, create).await;
+    assert_eq!(created.status(), 201);
+    let feed_url = match created.body() {
+        Body::Text(text) => serde_json::from_str::<Value>(text).unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        other => panic!("unexpected body {other:?}"),
+    };
+    let feed_token = feed_url.rsplit('/').nth(1).unwrap().to_owned();
+    let feed_path = format!("/v1/feeds/{feed_token}/calendar.ics");
+    let read = serve(&app, &EVENTS, request("GET", &feed_path, "", "req-feed-5")).await;
+    assert_eq!(read.status(), 200);
+    let (state, code) = ("state-secret-0123456789", "code-secret-0123456789");
+    let callback = request("GET", "/oauth/google/callback", "", "req-callback-6")
+        .with_query_string_parameters(std::collections::HashMap::from([
+            ("state".to_owned(), state.to_owned()),
+            ("code".to_owned(), code.to_owned()),
+        ]));
+    serve(&app, &OAUTH_CALLBACK, callback).await;
+
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Value> = text
         .lines()
@@ -100,8 +127,18 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     assert!(lines
         .iter()
         .any(|l| l["spans"][0]["request_id"] == "req-bad-2" && l["code"] == "invalid_json"));
-    for secret in [password, token.as_str(), user.token.as_str()] {
-        assert!(!text.contains(secret), "a secret reached the log");
+    assert!(lines
+        .iter()
+        .any(|l| l["route"] == "/v1/feeds/{token}/calendar.ics"));
+    for secret in [
+        password,
+        token.as_str(),
+        user.token.as_str(),
+        feed_token.as_str(),
+        state,
+        code,
+    ] {
+        assert!(!text.contains(secret), "a secret reached the log: {secret}");
     }
 }
 
