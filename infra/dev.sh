@@ -75,7 +75,7 @@ PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
     --set "MICROSOFT_AUTH_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/authorize" \
     --set "MICROSOFT_TOKEN_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/token" \
     --set "MICROSOFT_API_BASE=$PROVIDERS/microsoft/v1.0" \
-    --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=true"
+    --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=127.0.0.1:$CALDAV_PORT"
 
   echo "AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT"
   echo "AWS_REGION=us-east-1"

@@ -75,10 +75,10 @@ impl Config {
                     .filter(|ms| (100..=120_000).contains(ms))
                     .unwrap_or(20_000),
             ),
-            caldav_policy: UrlPolicy {
-                allow_http_loopback: optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref()
-                    == Some("true"),
-            },
+            caldav_policy: UrlPolicy::allowing_http_loopback(
+                optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref(),
+            )
+            .map_err(ConfigError)?,
         })
     }
 

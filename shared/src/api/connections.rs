@@ -342,7 +342,7 @@ async fn connect_caldav(app: &App, req: &ApiRequest, user_id: &str) -> ApiResult
         http: app.http(),
         username: &username,
         password: &password,
-        policy: app.config.caldav_policy,
+        policy: app.config.caldav_policy.clone(),
     };
     let (location, calendars) = client.discover(&server).await.map_err(|err| match err {
         ProviderError::Unauthorized => ApiError::bad_request(

@@ -22,13 +22,45 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// Which server URLs we are willing to call with a user's password. Users name the server, so
 /// without this a request could be aimed at internal addresses.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct UrlPolicy {
-    /// Allow plain `http://` to loopback addresses (local development and tests only).
-    pub allow_http_loopback: bool,
+    /// Loopback servers that may be called over plain `http://` (the dev stack's Radicale, a
+    /// test's servers); nothing else on loopback, and nothing over http elsewhere.
+    http_loopback: std::sync::Arc<[std::net::SocketAddr]>,
 }
 
 impl UrlPolicy {
+    /// The policy for `CALDAV_ALLOW_HTTP_LOOPBACK`: comma-separated loopback `ip:port` pairs.
+    pub fn allowing_http_loopback(list: Option<&str>) -> Result<Self, String> {
+        let allowed = list
+            .into_iter()
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<std::net::SocketAddr>()
+                    .ok()
+                    .filter(|addr| addr.ip().is_loopback())
+                    .ok_or_else(|| {
+                        format!("CALDAV_ALLOW_HTTP_LOOPBACK: {entry:?} is not a loopback ip:port")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            http_loopback: allowed.into(),
+        })
+    }
+
+    fn allows_http(&self, url: &url::Url, ip: Option<IpAddr>) -> bool {
+        match (ip, url.port_or_known_default()) {
+            (Some(ip), Some(port)) => self
+                .http_loopback
+                .contains(&std::net::SocketAddr::new(ip, port)),
+            _ => false,
+        }
+    }
+
     pub fn check(&self, raw: &str) -> Result<url::Url, ProviderError> {
         let url = url::Url::parse(raw)
             .map_err(|_| ProviderError::Refused(format!("serverUrl {raw:?} is not a URL")))?;
@@ -36,7 +68,7 @@ impl UrlPolicy {
         let ip = host.parse::<IpAddr>().ok();
         let loopback = ip.is_some_and(|ip| ip.is_loopback());
         match url.scheme() {
-            "http" if loopback && self.allow_http_loopback => return Ok(url),
+            "http" if loopback && self.allows_http(&url, ip) => return Ok(url),
             "https" => {}
             _ => {
                 return Err(ProviderError::Refused(
@@ -354,10 +386,13 @@ mod tests {
         ] {
             assert!(strict.check(refused).is_err(), "{refused}");
         }
-        let dev = UrlPolicy {
-            allow_http_loopback: true,
-        };
+        let dev = UrlPolicy::allowing_http_loopback(Some("127.0.0.1:5232")).unwrap();
         assert!(dev.check("http://127.0.0.1:5232/").is_ok());
+        // Only that server: not another port, not another loopback address.
+        assert!(dev.check("http://127.0.0.1:5233/").is_err());
+        assert!(dev.check("http://127.0.0.2:5232/").is_err());
+        assert!(UrlPolicy::allowing_http_loopback(Some("true")).is_err());
+        assert!(UrlPolicy::allowing_http_loopback(Some("10.0.0.5:80")).is_err());
         assert!(dev.check("http://10.0.0.5/").is_err());
         // Names are judged by what they resolve to, when the client connects (net.rs).
         assert!(dev.check("http://localhost:5232/").is_err());

@@ -480,7 +480,7 @@ async fn apple_accounts_connect_through_caldav_discovery_on_radicale() {
         "VTODO",
     )
     .await;
-    let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+    let app = app_with(&[http_loopback(&[&base])]).await;
     let user = register(&app, "apple").await;
 
     let body = json!({"username": "alice", "appPassword": "alice-app-password", "serverUrl": base});
@@ -594,7 +594,7 @@ async fn the_app_password_never_follows_a_redirect_to_another_origin() {
     tokio::spawn(serve(named, redirect, named_tx));
     tokio::spawn(serve(elsewhere, unauthorized.into(), elsewhere_tx));
 
-    let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+    let app = app_with(&[http_loopback(&[&named_url, &elsewhere_url])]).await;
     let user = register(&app, "redirected").await;
     let body =
         json!({"username": "alice", "appPassword": "alice-app-password", "serverUrl": named_url});
@@ -619,7 +619,7 @@ async fn the_app_password_never_follows_a_redirect_to_another_origin() {
 #[tokio::test]
 async fn xandikos_discovery_follows_its_own_paths() {
     let xandikos = peer::xandikos().expect("xandikos (make venv)");
-    let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+    let app = app_with(&[http_loopback(&[&xandikos.base_url])]).await;
     let user = register(&app, "xandikos").await;
     let body = json!({"username": "user", "appPassword": "unused", "serverUrl": xandikos.base_url});
     let (status, connected) = call(&app, apple(body, &user.token)).await;

@@ -51,6 +51,22 @@ pub fn stack() -> &'static Stack {
     })
 }
 
+/// `CALDAV_ALLOW_HTTP_LOOPBACK` naming exactly the loopback servers at `urls`.
+pub fn http_loopback(urls: &[&str]) -> (&'static str, String) {
+    let allowed: Vec<String> = urls
+        .iter()
+        .map(|raw| {
+            let url = url::Url::parse(raw).expect("a server URL");
+            format!(
+                "{}:{}",
+                url.host_str().expect("a host"),
+                url.port_or_known_default().expect("a port")
+            )
+        })
+        .collect();
+    ("CALDAV_ALLOW_HTTP_LOOPBACK", allowed.join(","))
+}
+
 /// The functions' own SDK configuration (`calsync::aws`), pointed at the emulator.
 pub async fn sdk() -> aws_config::SdkConfig {
     calsync::aws::emulator_sdk_config(&stack().emulator.endpoint)

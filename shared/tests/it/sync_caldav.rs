@@ -79,8 +79,11 @@ impl CalDavFixture {
                 response.status()
             );
         }
+        let servers: Vec<&str> = std::iter::once(server.base_url.as_str())
+            .chain(via.as_deref())
+            .collect();
         let app = app_with(&[
-            ("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into()),
+            http_loopback(&servers),
             // A delayed answer from the fault proxy is then a real timeout.
             ("PROVIDER_TIMEOUT_MS", "1500".into()),
         ])

@@ -81,7 +81,7 @@ async fn the_worker_reports_only_retryable_failures_and_the_calendar_shows_the_e
         "http://127.0.0.1:{}/alice/work/",
         calsync_devstack::peer::free_port().unwrap()
     );
-    let app = app_with(&[("CALDAV_ALLOW_HTTP_LOOPBACK", "true".into())]).await;
+    let app = app_with(&[http_loopback(&[&dead])]).await;
     let user = register(&app, "worker").await;
     let cipher = app.cipher().unwrap();
     let mut account =

@@ -105,7 +105,7 @@ impl Feed {
                     collection: conn.calendar_id.clone(),
                     username: location.username,
                     password: secret,
-                    policy: app.config.caldav_policy,
+                    policy: app.config.caldav_policy.clone(),
                     store: app.store.clone(),
                     connection_id: conn.id.clone(),
                 })
