@@ -2,6 +2,7 @@
 //! tables provisioned from template.yaml. One binary, one emulator per run.
 
 mod accounts;
+mod aws_client;
 mod calendars;
 mod connect;
 mod emulated;
