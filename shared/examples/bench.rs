@@ -252,10 +252,28 @@ async fn sync_from_google(
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let location = browser.get(&auth_url).send().await?.headers()["location"]
+    // The start route (our own, served in-process) binds the flow to this "browser" by a cookie.
+    let start_link = url::Url::parse(&auth_url)?;
+    let mut open = ApiRequest::new(Method::GET, start_link.path());
+    for (k, v) in start_link.query_pairs() {
+        open = open.with_query(&k, &v);
+    }
+    let started = app.handle(&calsync::api::service::ALL, open).await;
+    let started_header = |name: &str| {
+        started
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or(format!("the start route set no {name}"))
+    };
+    let consent_url = started_header("location")?;
+    let cookie = started_header("set-cookie")?;
+    let location = browser.get(&consent_url).send().await?.headers()["location"]
         .to_str()?
         .to_owned();
-    let mut callback = ApiRequest::new(Method::GET, "/oauth/google/callback");
+    let mut callback = ApiRequest::new(Method::GET, "/oauth/google/callback")
+        .with_header("cookie", cookie.split(';').next().unwrap_or_default());
     for (k, v) in url::Url::parse(&location)?.query_pairs() {
         callback = callback.with_query(&k, &v);
     }

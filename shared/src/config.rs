@@ -17,7 +17,8 @@ pub struct Config {
     /// KMS key that encrypts provider secrets.
     pub token_key_id: Option<String>,
     pub sync_queue_url: Option<String>,
-    /// Public base URL of the API; OAuth redirect URIs are `<base>/oauth/<provider>/callback`.
+    /// Public base URL of the API; OAuth redirect URIs are `<base>/oauth/<provider>/callback`,
+    /// start links `<base>/oauth/<provider>/start`.
     pub oauth_callback_base: Option<String>,
     /// Where the OAuth callback sends the browser afterwards, with only a status or error code.
     pub app_redirect_url: Option<String>,
@@ -88,6 +89,13 @@ impl Config {
             Provider::Microsoft => self.microsoft.as_ref(),
             Provider::Apple => None,
         }
+    }
+
+    /// Our own start route for `provider`'s consent: it binds the flow to the browser, then
+    /// redirects to the provider.
+    pub fn start_uri(&self, provider: Provider) -> Option<String> {
+        let base = self.oauth_callback_base.as_ref()?;
+        Some(format!("{base}/oauth/{}/start", provider.slug()))
     }
 
     /// The fixed redirect URI registered with `provider`.

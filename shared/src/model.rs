@@ -256,8 +256,12 @@ impl ProviderAccount {
 pub struct OAuthState {
     pub user_id: String,
     pub provider: Provider,
-    /// The PKCE verifier, kept server-side; only its S256 challenge left this service.
-    pub pkce_verifier: String,
+    /// Epoch seconds by which the browser must open the start route.
+    pub launch_by: i64,
+    /// SHA-256 of the browser binding set as a cookie by the start route; `None` until then. The
+    /// PKCE verifier is derived from the binding, so this item alone cannot finish the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_hash: Option<String>,
     /// Epoch seconds; the TTL attribute.
     pub expires_at: i64,
     #[serde(default)]

@@ -35,7 +35,7 @@ pub async fn relay(
     *response.status_mut() = status;
     for (name, value) in &upstream_headers {
         if name != "content-length" && name != "transfer-encoding" {
-            response.headers_mut().insert(name, value.clone());
+            response.headers_mut().append(name, value.clone());
         }
     }
     Ok(response)

@@ -6,6 +6,7 @@ use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::browser_binding;
 use super::calendars::CalendarDto;
 use super::input::{self, json_body};
 use super::{ApiRequest, ApiResponse, App};
@@ -21,13 +22,19 @@ use crate::store::{StateRejection, Store};
 
 /// How long a user has to finish the provider's consent screen.
 const STATE_TTL_MINUTES: i64 = 15;
+/// How long the start link stays openable: short, since a link forwarded before it is opened is
+/// the one way left to hand a flow to another browser (docs/security.md).
+const LAUNCH_TTL_MINUTES: i64 = 5;
 const DEFAULT_COLOR: &str = "#3366cc";
 
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationDto {
-    /// Send the user's browser here; the provider redirects back to our callback.
+    /// Open this in the user's browser (once, within 5 minutes): our start route binds the flow
+    /// to that browser, sends it to the provider's consent screen, and the provider sends it
+    /// back to our callback, which only that browser can complete.
     pub authorization_url: String,
+    /// When the start link stops working.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -75,10 +82,8 @@ pub async fn start(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResp
     if provider == Provider::Apple {
         return connect_caldav(app, req, &user_id).await;
     }
-    let (Some(settings), Some(redirect_uri)) = (
-        app.config.oauth(provider),
-        app.config.redirect_uri(provider),
-    ) else {
+    let (Some(_), Some(start_uri)) = (app.config.oauth(provider), app.config.start_uri(provider))
+    else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "provider_not_configured",
@@ -86,32 +91,35 @@ pub async fn start(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResp
         ));
     };
     let state = ids::new_secret_token();
-    let pkce = Pkce::new();
     let now = Store::now();
-    let expires_at = now + Duration::minutes(STATE_TTL_MINUTES);
+    let launch_by = now + Duration::minutes(LAUNCH_TTL_MINUTES);
     let record = OAuthState {
         user_id: user_id.clone(),
         provider,
-        pkce_verifier: pkce.verifier.clone(),
-        expires_at: expires_at.timestamp(),
+        launch_by: launch_by.timestamp(),
+        browser_hash: None,
+        expires_at: (now + Duration::minutes(STATE_TTL_MINUTES)).timestamp(),
         consumed: false,
         created_at: now,
     };
     app.store
         .create_oauth_state(&ids::sha256_hex(&state), &record)
         .await?;
-    let authorization_url = oauth::authorization_url(settings, &redirect_uri, &state, &pkce)
-        .map_err(ApiError::internal)?;
+    let mut authorization_url = url::Url::parse(&start_uri).map_err(ApiError::internal)?;
+    authorization_url
+        .query_pairs_mut()
+        .append_pair("state", &state);
     ApiResponse::json(
         StatusCode::CREATED,
         &AuthorizationDto {
-            authorization_url,
-            expires_at,
+            authorization_url: authorization_url.into(),
+            expires_at: launch_by,
         },
     )
 }
 
-/// Where the browser goes after the callback: the configured app URL with a code, nothing more.
+/// Where the browser goes after the start route or the callback: the configured app URL with a
+/// code, nothing more.
 fn finish(app: &App, outcome: Result<(Provider, usize), &'static str>) -> ApiResult<ApiResponse> {
     let query = match outcome {
         Ok((provider, n)) => format!(
@@ -134,8 +142,50 @@ fn finish(app: &App, outcome: Result<(Provider, usize), &'static str>) -> ApiRes
     }
 }
 
-/// `GET /oauth/{provider}/callback?state&code` (or `&error`), from the user's browser.
-pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
+/// The `state` query parameter of a browser route, if it is plausible.
+fn state_param(req: &ApiRequest) -> Option<&str> {
+    req.query
+        .get("state")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+}
+
+fn rejection_code(reason: StateRejection) -> &'static str {
+    match reason {
+        StateRejection::Unknown => "state_unknown",
+        StateRejection::Expired => "state_expired",
+        StateRejection::Used => "state_used",
+        StateRejection::WrongProvider => "state_invalid",
+    }
+}
+
+/// Logs and audits a refused browser step, then sends the browser to the app with the code.
+async fn refuse(
+    app: &App,
+    provider: Provider,
+    user_id: Option<&str>,
+    action: &str,
+    code: &'static str,
+) -> ApiResult<ApiResponse> {
+    tracing::warn!(
+        reason = code,
+        provider = provider.slug(),
+        action,
+        "OAuth step refused"
+    );
+    if let Some(user_id) = user_id {
+        let audit = AuditEntry::new(user_id, action, "OAUTH_STATE", None)
+            .failed(code)
+            .with_metadata(serde_json::json!({ "provider": provider.slug() }));
+        app.store.append_audit(&audit).await?;
+    }
+    finish(app, Err(code))
+}
+
+/// `GET /oauth/{provider}/start?state`, the `authorizationUrl` opened in the user's browser:
+/// binds the flow to this browser (a cookie) and redirects to the provider's consent screen
+/// with a PKCE challenge derived from the binding. A start link opens once.
+pub async fn launch(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
     let provider = provider_param(slug)?;
     let (Some(settings), Some(redirect_uri)) = (
         app.config.oauth(provider),
@@ -143,12 +193,64 @@ pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiR
     ) else {
         return finish(app, Err("provider_not_configured"));
     };
-    let Some(state) = req
-        .query
-        .get("state")
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-    else {
+    let Some(state) = state_param(req) else {
         return finish(app, Err("state_missing"));
+    };
+    let (binding, cookie) = browser_binding::issue(state);
+    let launched = app
+        .store
+        .launch_oauth_state(
+            &ids::sha256_hex(state),
+            provider,
+            &ids::sha256_hex(&binding),
+            Utc::now().timestamp(),
+        )
+        .await?;
+    if let Err(rejected) = launched {
+        let code = rejection_code(rejected.reason);
+        let user = rejected.user_id.as_deref();
+        return refuse(app, provider, user, "OAUTH_START_REJECTED", code).await;
+    }
+    let pkce = Pkce::derived_from(&binding);
+    let consent_url = oauth::authorization_url(settings, &redirect_uri, state, &pkce)
+        .map_err(ApiError::internal)?;
+    Ok(ApiResponse {
+        status: StatusCode::FOUND,
+        headers: vec![
+            ("location".into(), consent_url),
+            ("set-cookie".into(), cookie),
+            ("cache-control".into(), "no-store".into()),
+            ("referrer-policy".into(), "no-referrer".into()),
+        ],
+        body: None,
+        raw: None,
+    })
+}
+
+/// `GET /oauth/{provider}/callback?state&code` (or `&error`), from the user's browser.
+pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
+    let provider = provider_param(slug)?;
+    let Some(state) = state_param(req) else {
+        return finish(app, Err("state_missing"));
+    };
+    let mut response = complete(app, req, provider, state).await?;
+    response
+        .headers
+        .push(("set-cookie".into(), browser_binding::clear(state)));
+    Ok(response)
+}
+
+async fn complete(
+    app: &App,
+    req: &ApiRequest,
+    provider: Provider,
+    state: &str,
+) -> ApiResult<ApiResponse> {
+    let (Some(settings), Some(redirect_uri)) = (
+        app.config.oauth(provider),
+        app.config.redirect_uri(provider),
+    ) else {
+        return finish(app, Err("provider_not_configured"));
     };
     let consumed = app
         .store
@@ -157,27 +259,25 @@ pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiR
     let record = match consumed {
         Ok(record) => record,
         Err(rejected) => {
-            let code = match rejected.reason {
-                StateRejection::Unknown => "state_unknown",
-                StateRejection::Expired => "state_expired",
-                StateRejection::Used => "state_used",
-                StateRejection::WrongProvider => "state_invalid",
-            };
-            tracing::warn!(
-                reason = code,
-                provider = provider.slug(),
-                "OAuth callback refused"
-            );
-            if let Some(user_id) = rejected.user_id {
-                let audit =
-                    AuditEntry::new(&user_id, "OAUTH_CALLBACK_REJECTED", "OAUTH_STATE", None)
-                        .failed(code)
-                        .with_metadata(serde_json::json!({ "provider": provider.slug() }));
-                app.store.append_audit(&audit).await?;
-            }
-            return finish(app, Err(code));
+            let code = rejection_code(rejected.reason);
+            let user = rejected.user_id.as_deref();
+            return refuse(app, provider, user, "OAUTH_CALLBACK_REJECTED", code).await;
         }
     };
+    // The state is spent either way: a callback from another browser burns it.
+    let binding = browser_binding::read(req, state);
+    if !browser_binding::matches(binding, record.browser_hash.as_deref()) {
+        let user = Some(record.user_id.as_str());
+        return refuse(
+            app,
+            provider,
+            user,
+            "OAUTH_CALLBACK_REJECTED",
+            "browser_mismatch",
+        )
+        .await;
+    }
+    let pkce = Pkce::derived_from(binding.unwrap_or_default());
     let audit_failure = |code: &'static str| {
         AuditEntry::new(&record.user_id, "CALENDAR_CONNECT_FAILED", "ACCOUNT", None)
             .failed(code)
@@ -203,14 +303,8 @@ pub async fn callback(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiR
         return finish(app, Err("code_missing"));
     };
     let result = async {
-        let tokens = oauth::exchange_code(
-            app.http(),
-            settings,
-            &redirect_uri,
-            code,
-            &record.pkce_verifier,
-        )
-        .await?;
+        let tokens =
+            oauth::exchange_code(app.http(), settings, &redirect_uri, code, &pkce.verifier).await?;
         let discovered = match provider {
             Provider::Google => {
                 google::discover(app.http(), &settings.api_base, &tokens.access_token).await?

@@ -3,6 +3,7 @@
 //! OpenAPI document are checked against that table by tests.
 
 mod accounts;
+mod browser_binding;
 mod calendars;
 mod connections;
 mod events;

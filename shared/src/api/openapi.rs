@@ -65,7 +65,7 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
             Some(schema::<connections::AppleConnectRequest>),
             Some(schema::<connections::AuthorizationDto>),
         ),
-        Op::OAuthCallback => (None, None),
+        Op::OAuthStart | Op::OAuthCallback => (None, None),
     }
 }
 

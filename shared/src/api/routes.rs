@@ -60,6 +60,7 @@ pub enum Operation {
     ReadFeed,
     Availability,
     StartConnection,
+    OAuthStart,
     OAuthCallback,
 }
 
@@ -384,6 +385,16 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 201,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/oauth/{provider}/start",
+        operation: Operation::OAuthStart,
+        group: RouteGroup::OAuthCallback,
+        summary: "The authorizationUrl, opened in the user's browser: binds the flow to that browser (cookie) and redirects to the provider's consent screen",
+        authenticated: false,
+        query: &[param("state", true, "The flow's state, as in the authorizationUrl.")],
+        status: 302,
     },
     RouteSpec {
         method: Method::GET,

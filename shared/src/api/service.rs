@@ -138,6 +138,7 @@ async fn connections_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse
 
 async fn oauth_callback_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
     match call.operation {
+        Op::OAuthStart => connections::launch(app, call.req, call.param("provider")?).await,
         Op::OAuthCallback => connections::callback(app, call.req, call.param("provider")?).await,
         _ => Err(call.unserved()),
     }

@@ -121,6 +121,24 @@ impl Pkce {
             challenge,
         }
     }
+
+    /// The pair derived from a browser binding secret, so no verifier is ever stored: only the
+    /// browser holding the binding can finish the exchange. The verifier is the unpadded
+    /// base64url of a SHA-256 (43 characters, as RFC 7636 asks).
+    pub fn derived_from(binding: &str) -> Self {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"calsync oauth pkce v1\0")
+            .chain_update(binding.as_bytes())
+            .finalize();
+        let verifier = PkceCodeVerifier::new(URL_SAFE_NO_PAD.encode(digest));
+        Self {
+            challenge: PkceCodeChallenge::from_code_verifier_sha256(&verifier),
+            verifier: verifier.secret().clone(),
+        }
+    }
 }
 
 impl Default for Pkce {
@@ -270,5 +288,27 @@ pub async fn revoke(
             &response.headers().clone(),
             "",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_pkce_pair_is_rfc7636_shaped_and_tied_to_its_binding() {
+        let pkce = Pkce::derived_from("binding-a");
+        assert_eq!(pkce.verifier.len(), 43);
+        assert!(pkce
+            .verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(pkce.verifier, Pkce::derived_from("binding-a").verifier);
+        assert_ne!(pkce.verifier, Pkce::derived_from("binding-b").verifier);
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            pkce.verifier.clone(),
+        ));
+        assert_eq!(challenge.as_str(), pkce.challenge.as_str());
+        assert_eq!(challenge.method().as_str(), "S256");
     }
 }

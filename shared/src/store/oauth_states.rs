@@ -1,5 +1,6 @@
 //! OAuth states in the Users table: `OAUTH#<sha256(state)>` / `OAUTH`, TTL `expiresAt`. A state
-//! is consumed by ONE conditional update, so of two callbacks carrying it only one proceeds.
+//! is launched (bound to one browser) and consumed by ONE conditional update each, so of two
+//! browsers or two callbacks carrying it only one proceeds.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
@@ -26,7 +27,7 @@ pub enum StateRejection {
     /// Never issued (or already cleaned up): possibly forged.
     Unknown,
     Expired,
-    /// Already used by an earlier callback.
+    /// Already used by an earlier callback (or, at the start route, already opened once).
     Used,
     /// Issued for another provider's flow.
     WrongProvider,
@@ -56,6 +57,42 @@ impl Store {
             .await
             .map_err(StoreError::from_sdk)?;
         Ok(())
+    }
+
+    /// Binds the state to the browser opening the start route: records `browser_hash` if the
+    /// state exists, was never opened, is within its launch window and of this provider.
+    pub async fn launch_oauth_state(
+        &self,
+        state_hash: &str,
+        provider: Provider,
+        browser_hash: &str,
+        now_epoch: i64,
+    ) -> StoreResult<Result<OAuthState, Rejected>> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.users)
+            .key("pk", s(state_pk(state_hash)))
+            .key("sk", s(OAUTH))
+            .condition_expression(
+                "attribute_exists(pk) AND #consumed = :false AND attribute_not_exists(browserHash) \
+                 AND launchBy > :now AND provider = :provider",
+            )
+            .update_expression("SET browserHash = :browser")
+            .expression_attribute_names("#consumed", "consumed")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":browser", s(browser_hash))
+            .expression_attribute_values(":now", n(now_epoch))
+            .expression_attribute_values(":provider", s(provider.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Ok(from_item(out.attributes.unwrap_or_default())?)),
+            Err(err) => rejection(err, provider, |state| state.browser_hash.is_some()),
+        }
     }
 
     /// Marks the state used if it exists, is unused, unexpired and of this provider; otherwise
@@ -88,36 +125,44 @@ impl Store {
             .await;
         match result {
             Ok(out) => Ok(Ok(from_item(out.attributes.unwrap_or_default())?)),
-            Err(err) => {
-                use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-                let old = match err.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
-                        Some(e.item.clone())
-                    }
-                    _ => None,
-                };
-                match old {
-                    None => Err(StoreError::from_sdk(err)),
-                    Some(None) => Ok(Err(Rejected {
-                        reason: StateRejection::Unknown,
-                        user_id: None,
-                    })),
-                    Some(Some(item)) => {
-                        let state: OAuthState = from_item(item)?;
-                        let reason = if state.consumed {
-                            StateRejection::Used
-                        } else if state.provider != provider {
-                            StateRejection::WrongProvider
-                        } else {
-                            StateRejection::Expired
-                        };
-                        Ok(Err(Rejected {
-                            reason,
-                            user_id: Some(state.user_id),
-                        }))
-                    }
-                }
-            }
+            Err(err) => rejection(err, provider, |_| false),
+        }
+    }
+}
+
+/// Why a conditional update of a state failed, from the item as it was; `used` says whether
+/// the step was already taken.
+fn rejection(
+    err: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+    >,
+    provider: Provider,
+    used: impl Fn(&OAuthState) -> bool,
+) -> StoreResult<Result<OAuthState, Rejected>> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    let old = match err.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(e)) => Some(e.item.clone()),
+        _ => None,
+    };
+    match old {
+        None => Err(StoreError::from_sdk(err)),
+        Some(None) => Ok(Err(Rejected {
+            reason: StateRejection::Unknown,
+            user_id: None,
+        })),
+        Some(Some(item)) => {
+            let state: OAuthState = from_item(item)?;
+            let reason = if state.consumed || used(&state) {
+                StateRejection::Used
+            } else if state.provider != provider {
+                StateRejection::WrongProvider
+            } else {
+                StateRejection::Expired
+            };
+            Ok(Err(Rejected {
+                reason,
+                user_id: Some(state.user_id),
+            }))
         }
     }
 }

@@ -656,7 +656,8 @@ async fn cleanup_deletes_expired_sessions_and_expired_or_consumed_states_only() 
     let state = |minutes: i64| OAuthState {
         user_id: user.id.clone(),
         provider: Provider::Google,
-        pkce_verifier: "v".into(),
+        launch_by: (now + Duration::minutes(minutes)).timestamp(),
+        browser_hash: None,
         expires_at: (now + Duration::minutes(minutes)).timestamp(),
         consumed: false,
         created_at: now,

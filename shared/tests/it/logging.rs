@@ -169,8 +169,16 @@ async fn a_connect_refresh_and_failure_run_logs_no_secret() {
         field,
     };
     let mut secrets = vec![
-        query["state"].clone(),
-        query["code"].clone(),
+        query.query["state"].clone(),
+        query.query["code"].clone(),
+        query
+            .cookie
+            .as_ref()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned(),
         user.token.clone(),
         "google-client-secret-value".to_owned(),
         "a long enough password".to_owned(),

@@ -1,5 +1,6 @@
 //! The whole OAuth connection flow against the Google and Microsoft emulators: start, consent,
-//! callback, stored accounts and calendars, queued first syncs, state rejections, disconnect.
+//! callback, stored accounts and calendars, queued first syncs, state rejections, the browser
+//! binding, disconnect.
 
 use std::collections::HashMap;
 
@@ -63,8 +64,32 @@ pub(crate) async fn setup_with(
     (emulator, app, user)
 }
 
-/// Starts a connection and lets the emulator consent; returns the callback's query (state, code).
-pub(crate) async fn consent(app: &App, user: &TestUser, provider: &str) -> HashMap<String, String> {
+/// A flow as the user's browser holds it after the provider's consent: the callback's query
+/// (state, code) and the cookie our start route set.
+#[derive(Clone)]
+pub(crate) struct Flow {
+    pub query: HashMap<String, String>,
+    pub cookie: Option<String>,
+}
+
+impl Flow {
+    /// The same flow arriving from another browser (no cookie).
+    fn elsewhere(&self) -> Self {
+        Self {
+            query: self.query.clone(),
+            cookie: None,
+        }
+    }
+
+    fn with_state(&self, state: &str) -> Self {
+        let mut flow = self.clone();
+        flow.query.insert("state".into(), state.into());
+        flow
+    }
+}
+
+/// Asks for an authorization URL; returns it.
+async fn authorization_url(app: &App, user: &TestUser, provider: &str) -> url::Url {
     let (status, body) = call(
         app,
         send(
@@ -77,23 +102,50 @@ pub(crate) async fn consent(app: &App, user: &TestUser, provider: &str) -> HashM
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let url = body["authorizationUrl"].as_str().unwrap();
+    let url = url::Url::parse(body["authorizationUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next().unwrap(),
+        format!("{API}/oauth/{provider}/start"),
+        "the link is our start route"
+    );
+    url
+}
+
+/// A browser opening our start link; returns our answer.
+async fn open_start_link(app: &App, link: &url::Url) -> calsync::api::ApiResponse {
+    let mut req = ApiRequest::new(Method::GET, link.path());
+    for (k, v) in link.query_pairs() {
+        req = req.with_query(&k, &v);
+    }
+    app.handle(&calsync::api::service::ALL, req).await
+}
+
+fn header<'r>(response: &'r calsync::api::ApiResponse, name: &str) -> Option<&'r str> {
+    response
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The provider's consent screen (automatic in the emulator); returns the callback's query.
+async fn consent_at_provider(provider: &str, consent_url: &str) -> HashMap<String, String> {
     assert!(
-        url.contains("code_challenge_method=S256") && url.contains("state="),
-        "{url}"
+        consent_url.contains("code_challenge_method=S256") && consent_url.contains("state="),
+        "{consent_url}"
     );
     assert!(
-        url.contains(&format!(
+        consent_url.contains(&format!(
             "redirect_uri={}",
             urlencode(&format!("{API}/oauth/{provider}/callback"))
         )),
-        "{url}"
+        "{consent_url}"
     );
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let response = browser.get(url).send().await.unwrap();
+    let response = browser.get(consent_url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     assert!(
@@ -105,25 +157,36 @@ pub(crate) async fn consent(app: &App, user: &TestUser, provider: &str) -> HashM
     location.query_pairs().into_owned().collect()
 }
 
+/// Starts a connection, opens its link in a browser and lets the emulator consent.
+pub(crate) async fn consent(app: &App, user: &TestUser, provider: &str) -> Flow {
+    let link = authorization_url(app, user, provider).await;
+    let started = open_start_link(app, &link).await;
+    assert_eq!(started.status, StatusCode::FOUND, "{:?}", started.body);
+    let set_cookie = header(&started, "set-cookie").expect("the start route sets a cookie");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let query = consent_at_provider(provider, header(&started, "location").unwrap()).await;
+    Flow {
+        query,
+        cookie: Some(cookie),
+    }
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The browser arriving at our callback; returns where we send it next.
-pub(crate) async fn callback(app: &App, provider: &str, query: &HashMap<String, String>) -> String {
+pub(crate) async fn callback(app: &App, provider: &str, flow: &Flow) -> String {
     let mut req = ApiRequest::new(Method::GET, &format!("/oauth/{provider}/callback"));
-    for (k, v) in query {
+    for (k, v) in &flow.query {
         req = req.with_query(k, v);
+    }
+    if let Some(cookie) = &flow.cookie {
+        req = req.with_header("cookie", &format!("theme=dark; {cookie}"));
     }
     let response = app.handle(&calsync::api::service::ALL, req).await;
     assert_eq!(response.status, StatusCode::FOUND, "{:?}", response.body);
-    let location = response
-        .headers
-        .iter()
-        .find(|(k, _)| k == "location")
-        .unwrap()
-        .1
-        .clone();
+    let location = header(&response, "location").unwrap().to_owned();
     assert!(location.starts_with(APP_URL), "{location}");
     location
 }
@@ -146,7 +209,7 @@ async fn google_accounts_connect_by_oauth_and_disconnect_with_revocation() {
         landed,
         format!("{APP_URL}?status=connected&provider=google&calendars=3")
     );
-    assert!(!landed.contains(&query["code"]) && !landed.contains(&query["state"]));
+    assert!(!landed.contains(&query.query["code"]) && !landed.contains(&query.query["state"]));
 
     let (_, listed) = call(&app, get("/v1/calendars", &user.token)).await;
     let calendars = listed["calendars"].as_array().unwrap();
@@ -321,13 +384,9 @@ async fn twenty_concurrent_callbacks_with_one_state_connect_once() {
 async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_audited() {
     let (emulator, app, user) = setup("states").await;
     let query = consent(&app, &user, "google").await;
-    let with_state = |state: &str| {
-        let mut q = query.clone();
-        q.insert("state".into(), state.into());
-        q
-    };
+    let with_state = |state: &str| query.with_state(state);
     // Unknown, and forged from a real one.
-    let forged = format!("{}x", query["state"]);
+    let forged = format!("{}x", query.query["state"]);
     for state in [ids::new_secret_token(), forged] {
         assert!(callback(&app, "google", &with_state(&state))
             .await
@@ -343,7 +402,8 @@ async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_a
     let record = OAuthState {
         user_id: user.id.clone(),
         provider: Provider::Google,
-        pkce_verifier: "verifier".into(),
+        launch_by: (Utc::now() - Duration::minutes(11)).timestamp(),
+        browser_hash: Some(ids::sha256_hex("binding")),
         expires_at: (Utc::now() - Duration::minutes(1)).timestamp(),
         consumed: false,
         created_at: Utc::now() - Duration::minutes(16),
@@ -364,14 +424,13 @@ async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_a
         .ends_with("error=state_used"));
     // Missing state, and a user who said no.
     let mut no_state = query.clone();
-    no_state.remove("state");
+    no_state.query.remove("state");
     assert!(callback(&app, "google", &no_state)
         .await
         .ends_with("error=state_missing"));
-    let denied = consent(&app, &user, "google").await;
-    let mut denied: HashMap<String, String> =
-        denied.into_iter().filter(|(k, _)| k == "state").collect();
-    denied.insert("error".into(), "access_denied".into());
+    let mut denied = consent(&app, &user, "google").await;
+    denied.query.retain(|k, _| k == "state");
+    denied.query.insert("error".into(), "access_denied".into());
     assert!(callback(&app, "google", &denied)
         .await
         .ends_with("error=access_denied"));
@@ -406,6 +465,136 @@ async fn unknown_forged_expired_used_and_cross_provider_states_are_refused_and_a
     assert_eq!(
         stats(&emulator).await["google"]["authorizationCodeGrants"],
         1
+    );
+}
+
+#[tokio::test]
+async fn a_flow_finished_in_another_browser_connects_nothing() {
+    let (emulator, app, user) = setup("csrf").await;
+    // The user's browser opens the start link; the provider's consent URL it is sent to is then
+    // handed to someone else, who consents in their own browser (no cookie).
+    let link = authorization_url(&app, &user, "google").await;
+    let started = open_start_link(&app, &link).await;
+    assert_eq!(started.status, StatusCode::FOUND);
+    assert_eq!(header(&started, "cache-control"), Some("no-store"));
+    let cookie = header(&started, "set-cookie").unwrap();
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/oauth/",
+        "Max-Age=900",
+    ] {
+        assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
+    }
+    let consent_url = header(&started, "location").unwrap();
+    let flow = Flow {
+        query: consent_at_provider("google", consent_url).await,
+        cookie: Some(cookie.split(';').next().unwrap().to_owned()),
+    };
+    assert!(callback(&app, "google", &flow.elsewhere())
+        .await
+        .ends_with("error=browser_mismatch"));
+    assert!(app.store.connections(&user.id).await.unwrap().is_empty());
+    assert_eq!(
+        stats(&emulator).await["google"]["authorizationCodeGrants"],
+        0,
+        "no code was exchanged"
+    );
+    // The refused callback spent the state: the right browser cannot resume it either.
+    assert!(callback(&app, "google", &flow)
+        .await
+        .ends_with("error=state_used"));
+
+    // Another flow's cookie does not fit.
+    let first = consent(&app, &user, "google").await;
+    let second = consent(&app, &user, "google").await;
+    let crossed = Flow {
+        query: second.query.clone(),
+        cookie: first.cookie.clone(),
+    };
+    assert!(callback(&app, "google", &crossed)
+        .await
+        .ends_with("error=browser_mismatch"));
+
+    // A start link opens once: opened again (say, forwarded afterwards) it binds nothing.
+    let link = authorization_url(&app, &user, "microsoft").await;
+    assert_eq!(open_start_link(&app, &link).await.status, StatusCode::FOUND);
+    let again = open_start_link(&app, &link).await;
+    assert!(header(&again, "set-cookie").is_none());
+    assert!(header(&again, "location")
+        .unwrap()
+        .ends_with("error=state_used"));
+
+    // A start link not opened within its window is refused.
+    let late = ids::new_secret_token();
+    let record = OAuthState {
+        user_id: user.id.clone(),
+        provider: Provider::Google,
+        launch_by: (Utc::now() - Duration::seconds(1)).timestamp(),
+        browser_hash: None,
+        expires_at: (Utc::now() + Duration::minutes(10)).timestamp(),
+        consumed: false,
+        created_at: Utc::now() - Duration::minutes(5),
+    };
+    app.store
+        .create_oauth_state(&ids::sha256_hex(&late), &record)
+        .await
+        .unwrap();
+    let mut late_link = link.clone();
+    late_link.set_path("/oauth/google/start");
+    late_link
+        .query_pairs_mut()
+        .clear()
+        .append_pair("state", &late);
+    let refused = open_start_link(&app, &late_link).await;
+    assert!(header(&refused, "location")
+        .unwrap()
+        .ends_with("error=state_expired"));
+
+    // The stored state holds hashes only: no PKCE verifier, no binding.
+    let binding = first.cookie.as_ref().unwrap().split_once('=').unwrap().1;
+    let item = raw_item(
+        "USERS_TABLE",
+        &format!("OAUTH#{}", ids::sha256_hex(&first.query["state"])),
+        "OAUTH",
+    )
+    .await
+    .expect("the state item");
+    let dump = format!("{item:?}");
+    let verifier = calsync::providers::oauth::Pkce::derived_from(binding).verifier;
+    assert!(
+        !dump.contains(&verifier) && !dump.contains(binding),
+        "{dump}"
+    );
+    assert!(dump.contains(&ids::sha256_hex(binding)));
+
+    // Only the flow whose cookie arrived connected; every refusal is in the audit log.
+    assert!(callback(&app, "google", &first)
+        .await
+        .contains("status=connected"));
+    let (_, audit) = call(&app, query_req(&user.token)).await;
+    let refusals: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("OAUTH_"))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["errorMessage"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("OAUTH_START_REJECTED", "state_expired"),
+            ("OAUTH_START_REJECTED", "state_used"),
+            ("OAUTH_CALLBACK_REJECTED", "browser_mismatch"),
+            ("OAUTH_CALLBACK_REJECTED", "state_used"),
+            ("OAUTH_CALLBACK_REJECTED", "browser_mismatch"),
+        ]
     );
 }
 
