@@ -90,6 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sizes: Vec<usize> = args[1..].iter().filter_map(|a| a.parse().ok()).collect();
         return series_at_scale(&app, &sizes).await;
     }
+    if args.first().is_some_and(|a| a == "login") {
+        return login_timing(&app).await;
+    }
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
         "email": "bench@example.com", "password": "benchmark password", "firstName": "B", "lastName": "M"}));
@@ -194,6 +197,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     recurrence_speed()?;
     conflict_speed();
     series_at_scale(&app, &[]).await?;
+    login_timing(&app).await?;
+    Ok(())
+}
+
+/// Whether a failed sign-in's answer time tells an unknown e-mail from a wrong password:
+/// medians and 90th percentiles of both, interleaved, one attempt per account (under the limit).
+async fn login_timing(app: &App) -> Result<(), Box<dyn std::error::Error>> {
+    const ROUNDS: usize = 101;
+    let mut emails = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let email = format!("timing-{i}-{}@example.com", calsync::ids::new_id());
+        let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(
+            &serde_json::json!({"email": email, "password": "benchmark password",
+                                "firstName": "T", "lastName": "M"}),
+        );
+        app.handle(&calsync::api::service::ALL, register).await;
+        emails.push(email);
+    }
+    let attempt = |email: String| async move {
+        let login = ApiRequest::new(Method::POST, "/v1/auth/login")
+            .with_json(&serde_json::json!({"email": email, "password": "not the password"}));
+        let started = std::time::Instant::now();
+        let status = app.handle(&calsync::api::service::ALL, login).await.status;
+        (started.elapsed().as_secs_f64() * 1000.0, status)
+    };
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for (i, email) in emails.into_iter().enumerate() {
+        let (ms, status) = attempt(email).await;
+        assert_eq!(status, 401);
+        wrong.push(ms);
+        let (ms, status) =
+            attempt(format!("nobody-{i}-{}@example.com", calsync::ids::new_id())).await;
+        assert_eq!(status, 401);
+        unknown.push(ms);
+    }
+    let quantile = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    println!(
+        "failed sign-in, ms over {ROUNDS} each: wrong password median {:.1} / p90 {:.1}, unknown e-mail median {:.1} / p90 {:.1}",
+        quantile(&mut wrong, 0.5),
+        quantile(&mut wrong, 0.9),
+        quantile(&mut unknown, 0.5),
+        quantile(&mut unknown, 0.9),
+    );
     Ok(())
 }
 

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds the client should wait, sent as `Retry-After` (429, 503).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_seconds: None,
+        }
+    }
+
+    /// A 429: the client is over a limit until `retry_after_seconds` have passed.
+    pub fn too_many_requests(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_seconds: u64,
+    ) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 
@@ -82,11 +97,14 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Throttled(detail) => {
                 tracing::warn!(error = %detail, "throttled by the store");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "throttled",
-                    "too many requests right now; retry shortly",
-                )
+                Self {
+                    retry_after_seconds: Some(1),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "throttled",
+                        "too many requests right now; retry shortly",
+                    )
+                }
             }
             other => Self::internal(other),
         }

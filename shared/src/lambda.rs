@@ -82,7 +82,16 @@ fn to_api_request(req: &Request) -> ApiRequest {
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
         .collect();
+    let source_ip = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok()),
+        _ => None,
+    };
     ApiRequest {
+        source_ip,
         method: req.method().clone(),
         path: match req.raw_http_path() {
             "" => req.uri().path().to_owned(),

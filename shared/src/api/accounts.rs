@@ -6,12 +6,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, json_body, query_number};
+use super::throttling;
 use super::{ApiRequest, ApiResponse, App};
 use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::model::{AuditEntry, AuditStatus, Session, User};
-use crate::store::{Registration, Store};
+use crate::store::{Admission, Registration, Store};
 
 const MIN_PASSWORD: usize = 10;
 /// Argon2 accepts any length, but hashing megabytes on request would be a denial of service.
@@ -110,12 +111,26 @@ pub async fn register(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let body: RegisterRequest = json_body(req)?;
     let email = input::email(&body.email, "email")?;
     let password = password(&body.password)?;
+    let first_name = input::required_text(&body.first_name, "firstName", 100)?;
+    let last_name = input::required_text(&body.last_name, "lastName", 100)?;
+    // Counted once the input is valid: only attempts that would create an account use it up.
+    if let Some(source) = throttling::source_subject(req) {
+        let now = Utc::now().timestamp();
+        let admission = app
+            .store
+            .count_attempt(&throttling::REGISTER_PER_SOURCE, &source, now)
+            .await?;
+        if matches!(admission, Admission::Refused { first: true, .. }) {
+            tracing::warn!(source = %source, "registrations throttled");
+        }
+        throttling::refusal(admission, "registrations from this address")?;
+    }
     let user = User {
         id: ids::new_id(),
         email,
         password_hash: auth::hash_password(password)?,
-        first_name: input::required_text(&body.first_name, "firstName", 100)?,
-        last_name: input::required_text(&body.last_name, "lastName", 100)?,
+        first_name,
+        last_name,
         created_at: Store::now(),
     };
     let audit = AuditEntry::new(&user.id, "USER_REGISTERED", "USER", Some(&user.id));
@@ -132,6 +147,22 @@ pub async fn register(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     ApiResponse::json(StatusCode::CREATED, &session)
 }
 
+/// Failed sign-ins for e-mail addresses without an account are audited too, in a few shared
+/// partitions (no user to file them under): the write costs what a wrong password's audit
+/// costs, and operators see credential stuffing.
+fn unknown_email_audit(email: &str) -> AuditEntry {
+    let hash = ids::sha256_hex(email);
+    let shard = &hash[..1];
+    AuditEntry::new(
+        &format!("~unknown-email#{shard}"),
+        "USER_LOGIN_FAILED",
+        "USER",
+        None,
+    )
+    .failed("unknown e-mail")
+    .with_metadata(serde_json::json!({ "emailHash": &hash[..16] }))
+}
+
 pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let body: LoginRequest = json_body(req)?;
     let invalid = || ApiError::unauthorized("e-mail or password is wrong");
@@ -141,16 +172,78 @@ pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     if body.password.len() > MAX_PASSWORD {
         return Err(invalid());
     }
-    let Some(user) = app.store.user_by_email(&email).await? else {
-        auth::burn_verification_time(&body.password);
-        return Err(invalid());
+    let now = Utc::now().timestamp();
+    let account = ids::sha256_hex(&email);
+    let source = throttling::source_subject(req);
+    let store = &app.store;
+    let count_source = async {
+        match &source {
+            Some(source) => store
+                .count_attempt(&throttling::LOGIN_PER_SOURCE, source, now)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     };
-    if !auth::verify_password(&body.password, &user.password_hash) {
-        let audit = AuditEntry::new(&user.id, "USER_LOGIN_FAILED", "USER", Some(&user.id))
-            .failed("wrong password");
-        app.store.append_audit(&audit).await?;
-        return Err(invalid());
+    let (by_account, by_source, user) = tokio::try_join!(
+        store.count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now),
+        count_source,
+        store.login_candidate(&email),
+    )?;
+    if let Admission::Refused { first, .. } = by_account {
+        if let (true, Some(user)) = (first, &user) {
+            let audit = AuditEntry::new(&user.id, "USER_LOGIN_THROTTLED", "USER", Some(&user.id))
+                .failed("too many sign-in attempts")
+                .with_metadata(serde_json::json!({ "limit": "account" }));
+            store.append_audit(&audit).await?;
+        }
+        throttling::refusal(by_account, "sign-in attempts for this account")?;
     }
+    if let Some(by_source) = by_source {
+        if matches!(by_source, Admission::Refused { first: true, .. }) {
+            tracing::warn!(
+                source = source.as_deref().unwrap_or_default(),
+                "sign-ins throttled"
+            );
+        }
+        throttling::refusal(by_source, "sign-in attempts from this address")?;
+    }
+    let verified = match &user {
+        Some(user) => auth::verify_password(&body.password, &user.password_hash),
+        None => {
+            auth::burn_verification_time(&body.password);
+            false
+        }
+    };
+    let user = match (user, verified) {
+        (Some(user), true) => user,
+        (user, _) => {
+            let audit = match &user {
+                Some(user) => {
+                    AuditEntry::new(&user.id, "USER_LOGIN_FAILED", "USER", Some(&user.id))
+                        .failed("wrong password")
+                }
+                None => unknown_email_audit(&email),
+            };
+            store.append_audit(&audit).await?;
+            return Err(invalid());
+        }
+    };
+    // The owner's own sign-in never counts toward a lock.
+    let refund_source = async {
+        match &source {
+            Some(source) => {
+                store
+                    .refund_attempt(&throttling::LOGIN_PER_SOURCE, source, now)
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(
+        store.refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now),
+        refund_source,
+    )?;
     ApiResponse::ok(&start_session(app, &user).await?)
 }
 

@@ -8,6 +8,7 @@ mod calendars;
 mod connections;
 mod events;
 mod feeds;
+mod throttling;
 pub use feeds::render as render_feed;
 mod input;
 pub mod openapi;
@@ -38,6 +39,9 @@ pub struct ApiRequest {
     pub query: HashMap<String, String>,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// The client's address as API Gateway saw it (`requestContext.http.sourceIp`); never a
+    /// header, since a client can write any header.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl ApiRequest {
@@ -69,6 +73,11 @@ impl ApiRequest {
     pub fn with_json(mut self, body: &serde_json::Value) -> Self {
         self.body = body.to_string().into_bytes();
         self.with_header("content-type", "application/json")
+    }
+
+    pub fn with_source_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.source_ip = Some(ip);
+        self
     }
 
     pub fn with_query(mut self, name: &str, value: &str) -> Self {
@@ -111,9 +120,12 @@ impl ApiResponse {
     }
 
     fn error(err: &ApiError) -> Self {
+        let retry_after = err
+            .retry_after_seconds
+            .map(|s| ("retry-after".into(), s.to_string()));
         Self {
             status: err.status,
-            headers: Vec::new(),
+            headers: retry_after.into_iter().collect(),
             body: Some(err.body()),
             raw: None,
         }

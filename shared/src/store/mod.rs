@@ -9,6 +9,7 @@ mod expiry;
 mod feeds;
 mod oauth_states;
 mod sync_state;
+mod throttle;
 mod users;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use feeds::Feed;
 pub use oauth_states::{Rejected, StateRejection};
 
 pub use sync_state::{StoredKey, SyncLease};
+pub use throttle::{Admission, Limit};
 pub use users::Registration;
 
 use crate::config::Config;

@@ -332,3 +332,149 @@ async fn the_audit_log_pages_newest_first_and_rejects_foreign_cursors() {
         (StatusCode::BAD_REQUEST, "invalid_parameter")
     );
 }
+
+/// An address no other test uses, so counters of one test never throttle another.
+fn fresh_source() -> std::net::IpAddr {
+    let random = ids::new_secret_token();
+    let b = random.as_bytes();
+    std::net::IpAddr::from([198, 18 + (b[0] % 2), b[1], b[2]])
+}
+
+fn login_from(source: std::net::IpAddr, email: &str, password: &str) -> ApiRequest {
+    post(
+        "/v1/auth/login",
+        &json!({"email": email, "password": password}),
+    )
+    .with_source_ip(source)
+}
+
+/// Status, code and Retry-After of one request.
+async fn answer(app: &calsync::app::App, req: ApiRequest) -> (u16, String, Option<u64>) {
+    let response = app.handle(&calsync::api::service::ALL, req).await;
+    let retry_after = response
+        .headers
+        .iter()
+        .find(|(k, _)| k == "retry-after")
+        .map(|(_, v)| v.parse().unwrap());
+    let code = response
+        .body
+        .as_ref()
+        .and_then(|b| b["error"]["code"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    (response.status.as_u16(), code, retry_after)
+}
+
+#[tokio::test]
+async fn sign_ins_are_throttled_per_account_even_when_attempts_race() {
+    let app = app().await;
+    let user = register(&app, "throttled").await;
+    let password = "a long enough password";
+    // Nine failures, then the owner signs in: a success is refunded, so one more failure is
+    // still a 401, and the one after that the first 429.
+    let source = fresh_source();
+    for _ in 0..9 {
+        let (status, ..) = answer(&app, login_from(source, &user.email, "wrong password!")).await;
+        assert_eq!(status, 401);
+    }
+    let (status, ..) = answer(&app, login_from(source, &user.email, password)).await;
+    assert_eq!(status, 200, "the owner's sign-in is not counted");
+    let (status, ..) = answer(&app, login_from(fresh_source(), &user.email, "wrong")).await;
+    assert_eq!(status, 401);
+    let (status, code, retry_after) =
+        answer(&app, login_from(fresh_source(), &user.email, password)).await;
+    assert_eq!((status, code.as_str()), (429, "too_many_attempts"));
+    let retry_after = retry_after.expect("Retry-After");
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    // Locked for this window from every address, right password included, and audited once.
+    for _ in 0..3 {
+        let (status, ..) = answer(&app, login_from(fresh_source(), &user.email, password)).await;
+        assert_eq!(status, 429);
+    }
+    let actions = audit_actions(&app, &user.token).await;
+    let throttled = actions
+        .iter()
+        .filter(|a| *a == "USER_LOGIN_THROTTLED")
+        .count();
+    assert_eq!(throttled, 1, "{actions:?}");
+
+    // 30 wrong passwords at once for a fresh account: exactly 10 are checked, 20 refused.
+    let other = register(&app, "raced").await;
+    let attempts = (0..30).map(|_| {
+        let (app, email) = (app.clone(), other.email.clone());
+        tokio::spawn(async move { answer(&app, login_from(fresh_source(), &email, "nope")).await })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap().0);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[401; 10].as_slice(), &[429; 20]].concat());
+
+    // An e-mail without an account is limited the same way: a 429 tells nothing about existence.
+    let nobody = unique_email("nobody");
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        statuses.push(
+            answer(&app, login_from(fresh_source(), &nobody, "nope"))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, [[401; 10].as_slice(), &[429]].concat());
+}
+
+#[tokio::test]
+async fn sign_ins_and_registrations_are_throttled_per_source_address() {
+    let app = app().await;
+    let user = register(&app, "sprayed").await;
+    // Password spraying: one address, a different e-mail each time.
+    let source = fresh_source();
+    for i in 0..50 {
+        let email = format!("spray-{i}-{}", unique_email("x"));
+        let (status, ..) = answer(&app, login_from(source, &email, "Summer2026!")).await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    let (status, code, retry_after) = answer(
+        &app,
+        login_from(source, &user.email, "a long enough password"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (429, "too_many_attempts"));
+    assert!(retry_after.is_some());
+    // Another address (another /64 for IPv6) is not affected.
+    let (status, ..) = answer(
+        &app,
+        login_from(fresh_source(), &user.email, "a long enough password"),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Registrations: ten an hour from one address.
+    let source = fresh_source();
+    let register_from = |email: String| {
+        post(
+            "/v1/auth/register",
+            &json!({"email": email, "password": "a long enough password",
+                    "firstName": "R", "lastName": "L"}),
+        )
+        .with_source_ip(source)
+    };
+    for _ in 0..10 {
+        let (status, ..) = answer(&app, register_from(unique_email("reg"))).await;
+        assert_eq!(status, 201);
+    }
+    let email = unique_email("reg");
+    let (status, code, retry_after) = answer(&app, register_from(email.clone())).await;
+    assert_eq!((status, code.as_str()), (429, "too_many_attempts"));
+    assert!((1..=3600).contains(&retry_after.unwrap()));
+    let (status, ..) = answer(
+        &app,
+        post(
+            "/v1/auth/login",
+            &json!({"email": email, "password": "a long enough password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 401, "the refused registration created nothing");
+}
