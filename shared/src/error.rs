@@ -11,8 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds the client should wait, sent as `Retry-After` (429, 503).
-    pub retry_after_seconds: Option<u64>,
+    /// Headers the answer carries: `Retry-After` (429, 503), `Allow` (405).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -21,8 +21,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            retry_after_seconds: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// A 429: the client is over a limit until `retry_after_seconds` have passed.
@@ -31,10 +36,8 @@ impl ApiError {
         message: impl Into<String>,
         retry_after_seconds: u64,
     ) -> Self {
-        Self {
-            retry_after_seconds: Some(retry_after_seconds),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
-        }
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with_header("retry-after", retry_after_seconds.to_string())
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -97,14 +100,12 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Throttled(detail) => {
                 tracing::warn!(error = %detail, "throttled by the store");
-                Self {
-                    retry_after_seconds: Some(1),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "throttled",
-                        "too many requests right now; retry shortly",
-                    )
-                }
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "throttled",
+                    "too many requests right now; retry shortly",
+                )
+                .with_header("retry-after", "1")
             }
             other => Self::internal(other),
         }

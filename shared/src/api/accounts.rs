@@ -21,10 +21,14 @@ const MAX_PASSWORD: usize = 1024;
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schemars(email, length(max = 254))]
     pub email: String,
-    /// At least 10 characters.
+    /// At least 10 characters, at most 1024 bytes (UTF-8).
+    #[schemars(length(min = 10, max = 1024))]
     pub password: String,
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"\S"))]
     pub first_name: String,
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"\S"))]
     pub last_name: String,
 }
 

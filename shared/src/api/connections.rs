@@ -65,23 +65,23 @@ pub struct ConnectedDto {
     pub calendars: Vec<CalendarDto>,
 }
 
+/// An OAuth provider named in a path (`apple` connects by `POST /v1/connections/apple`).
 fn provider_param(slug: &str) -> ApiResult<Provider> {
-    Provider::from_slug(slug).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_provider",
-            format!("unknown provider {slug:?}; use google, microsoft or apple"),
-        )
-    })
+    Provider::from_slug(slug)
+        .filter(|p| *p != Provider::Apple)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_provider",
+                format!("unknown OAuth provider {slug:?}; use google or microsoft"),
+            )
+        })
 }
 
 /// `POST /v1/connections/{provider}`.
 pub async fn start(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;
     let provider = provider_param(slug)?;
-    if provider == Provider::Apple {
-        return connect_caldav(app, req, &user_id).await;
-    }
     let (Some(_), Some(start_uri)) = (app.config.oauth(provider), app.config.start_uri(provider))
     else {
         return Err(ApiError::new(
@@ -419,7 +419,8 @@ async fn save_account(
 }
 
 /// `POST /v1/connections/apple`: CalDAV discovery with the user's app-specific password.
-async fn connect_caldav(app: &App, req: &ApiRequest, user_id: &str) -> ApiResult<ApiResponse> {
+pub async fn connect_caldav(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = &app.authenticate(req).await?;
     let body: AppleConnectRequest = json_body(req)?;
     let username = input::required_text(&body.username, "username", 320)?;
     if body.app_password.is_empty() || body.app_password.len() > 256 {

@@ -81,7 +81,7 @@ pub struct EventListDto {
     pub next_cursor: Option<String>,
     /// Series with more occurrences in the range than one read lists (2,000): their later
     /// occurrences are left out. Only rules that arrived by sync can be that dense.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_series: Vec<CappedSeriesDto>,
 }
 

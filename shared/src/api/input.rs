@@ -123,10 +123,10 @@ pub fn required_text(raw: &str, field: &str, max: usize) -> ApiResult<String> {
     optional_text(text, field, max)
 }
 
-/// Trimmed text of at most `max` characters (empty allowed).
+/// Trimmed text of at most `max` characters as sent (empty allowed).
 pub fn optional_text(raw: &str, field: &str, max: usize) -> ApiResult<String> {
     let text = raw.trim();
-    if text.chars().count() > max {
+    if raw.chars().count() > max {
         return Err(ApiError::bad_request(
             "field_too_long",
             format!("{field} may be at most {max} characters"),

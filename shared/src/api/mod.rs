@@ -120,12 +120,13 @@ impl ApiResponse {
     }
 
     fn error(err: &ApiError) -> Self {
-        let retry_after = err
-            .retry_after_seconds
-            .map(|s| ("retry-after".into(), s.to_string()));
         Self {
             status: err.status,
-            headers: retry_after.into_iter().collect(),
+            headers: err
+                .headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
             body: Some(err.body()),
             raw: None,
         }
@@ -213,15 +214,15 @@ fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Call<'
             format!("no route {} {}", req.method, req.path),
         ))
     } else {
+        let allowed = allowed.join(", ");
         Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!(
-                "{} {} is not allowed; allowed: {}",
-                req.method,
-                req.path,
-                allowed.join(", ")
+                "{} {} is not allowed; allowed: {allowed}",
+                req.method, req.path
             ),
-        ))
+        )
+        .with_header("allow", allowed))
     }
 }

@@ -6,7 +6,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use super::routes::{Operation, ROUTES};
+use super::routes::{Operation, ParamKind, RouteSpec, ROUTES};
 use super::{accounts, calendars, connections, events, feeds, schedule};
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -61,9 +61,10 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
             Some(schema::<events::EventDto>),
         ),
         Op::DeleteEvent => (None, None),
-        Op::StartConnection => (
+        Op::StartConnection => (None, Some(schema::<connections::AuthorizationDto>)),
+        Op::ConnectApple => (
             Some(schema::<connections::AppleConnectRequest>),
-            Some(schema::<connections::AuthorizationDto>),
+            Some(schema::<connections::ConnectedDto>),
         ),
         Op::OAuthStart | Op::OAuthCallback => (None, None),
     }
@@ -82,6 +83,125 @@ fn error_response(description: &str) -> Value {
     })
 }
 
+/// What an error status means on any route.
+fn error_description(status: u16) -> &'static str {
+    match status {
+        400 => "Invalid input; the error names the problem",
+        401 => "Missing, invalid or expired session (login: wrong e-mail or password)",
+        404 => "No such object of this user (other users' ids get the same answer)",
+        409 => "Conflicts with the current state (an e-mail already registered, a concurrent change, a series edit the provider does not allow)",
+        413 => "The body is larger than 256 KiB",
+        415 => "The body is not application/json",
+        422 => "The feed holds more than it may serve",
+        429 => "Too many attempts; retry after Retry-After seconds",
+        502 => "The provider or CalDAV server failed or could not be reached (provider_unavailable)",
+        503 => "Throttled, or the provider is not configured here; retry later",
+        _ => "Error",
+    }
+}
+
+fn retry_after_header() -> Value {
+    json!({"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}})
+}
+
+/// The success response of a route.
+fn success_response(spec: &RouteSpec, body: Option<Value>) -> Value {
+    match (spec.operation, spec.status) {
+        (Operation::ReadFeed, _) => json!({
+            "description": "The merged calendar (RFC 5545)",
+            "content": {"text/calendar": {"schema": {"type": "string"}}}
+        }),
+        (_, 302) => {
+            let mut headers = json!({"Location": {
+                "description": "Where the browser goes next",
+                "schema": {"type": "string"}
+            }});
+            if spec.operation == Operation::OAuthStart {
+                headers["Set-Cookie"] = json!({
+                    "description": "The flow's browser binding (HttpOnly; Secure; SameSite=Lax)",
+                    "schema": {"type": "string"}
+                });
+            }
+            json!({"description": "Redirect", "headers": headers})
+        }
+        (_, 204) => json!({"description": "Done; no body"}),
+        (_, _) => json!({
+            "description": "Success",
+            "content": {"application/json": {
+                "schema": body.unwrap_or_else(|| json!({"type": "object"}))
+            }}
+        }),
+    }
+}
+
+/// OpenAPI links from a created object to the operations that take its id, so clients (and
+/// stateful fuzzing) know where an id goes.
+fn links(operation: Operation) -> Option<Value> {
+    let by_id = |targets: &[&str]| {
+        let links: Map<String, Value> = targets
+            .iter()
+            .map(|target| {
+                let link =
+                    json!({"operationId": target, "parameters": {"id": "$response.body#/id"}});
+                ((*target).to_owned(), link)
+            })
+            .collect();
+        Value::Object(links)
+    };
+    match operation {
+        Operation::CreateEvent => Some(by_id(&[
+            "GetEvent",
+            "UpdateEvent",
+            "DeleteEvent",
+            "EventInstances",
+        ])),
+        Operation::CreateFeed => Some(by_id(&["DeleteFeed"])),
+        _ => None,
+    }
+}
+
+/// Every error status a route may answer: those of every route, then its own.
+fn error_statuses(spec: &RouteSpec, takes_body: bool) -> Vec<u16> {
+    let mut statuses = vec![400, 413, 503];
+    if spec.authenticated {
+        statuses.push(401);
+    }
+    if spec.path.contains('{') {
+        statuses.push(404);
+    }
+    if takes_body {
+        statuses.push(415);
+    }
+    statuses.extend_from_slice(spec.errors);
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+fn query_schema(kind: ParamKind) -> Value {
+    match kind {
+        ParamKind::Text => json!({"type": "string"}),
+        ParamKind::Instant => json!({"anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "format": "date"}
+        ]}),
+        ParamKind::Integer { min, max } => {
+            json!({"type": "integer", "minimum": min, "maximum": max})
+        }
+        ParamKind::Boolean => json!({"type": "boolean"}),
+        ParamKind::OneOf(values) => json!({"type": "string", "enum": values}),
+    }
+}
+
+fn path_parameter(name: &str) -> Value {
+    let mut schema = json!({"type": "string"});
+    if name == "provider" {
+        // `apple` connects through its own route, `POST /v1/connections/apple`.
+        schema["enum"] = json!(["google", "microsoft"]);
+    }
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
 fn build() -> Value {
     let mut generator = SchemaSettings::draft2020_12()
         .with(|s| s.definitions_path = "#/components/schemas/".into())
@@ -92,34 +212,26 @@ fn build() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(path_parameter)
             .collect();
         parameters.extend(spec.query.iter().map(|q| {
             json!({"name": q.name, "in": "query", "required": q.required,
-                   "description": q.description, "schema": {"type": "string"}})
+                   "description": q.description, "schema": query_schema(q.kind)})
         }));
         let (request, body) = bodies(spec.operation);
-        let status = spec.status;
-        let mut ok = json!({"description": "Success"});
-        if let Some(schema) = body {
-            ok["content"] = json!({"application/json": {"schema": schema(&mut generator)}});
-        } else if status == 200 {
-            ok["content"] = json!({"application/json": {"schema": {"type": "object"}}});
-        }
+        let body = body.map(|schema| schema(&mut generator).to_value());
         let mut responses = Map::new();
-        responses.insert(status.to_string(), ok);
-        responses.insert(
-            "400".into(),
-            error_response("Invalid input; the error names the problem"),
-        );
-        if spec.authenticated {
-            responses.insert(
-                "401".into(),
-                error_response("Missing, invalid or expired session"),
-            );
+        let mut success = success_response(spec, body);
+        if let Some(links) = links(spec.operation) {
+            success["links"] = links;
         }
-        if spec.path.contains('{') {
-            responses.insert("404".into(), error_response("No such object of this user"));
+        responses.insert(spec.status.to_string(), success);
+        for status in error_statuses(spec, request.is_some()) {
+            let mut response = error_response(error_description(status));
+            if status == 429 || status == 503 {
+                response["headers"] = retry_after_header();
+            }
+            responses.insert(status.to_string(), response);
         }
         let mut operation = json!({
             "operationId": format!("{:?}", spec.operation),
@@ -165,6 +277,10 @@ fn build() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "One API over a person's Google, Microsoft and Apple calendars."
         },
+        "servers": [{
+            "url": "/",
+            "description": "This deployment: the API's root, where paths begin with /v1 (and /oauth for browsers)"
+        }],
         "paths": paths,
         "components": {
             "schemas": schemas,

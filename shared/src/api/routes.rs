@@ -60,6 +60,7 @@ pub enum Operation {
     ReadFeed,
     Availability,
     StartConnection,
+    ConnectApple,
     OAuthStart,
     OAuthCallback,
 }
@@ -68,6 +69,21 @@ pub struct QueryParam {
     pub name: &'static str,
     pub required: bool,
     pub description: &'static str,
+    pub kind: ParamKind,
+}
+
+/// What a query parameter holds, for the OpenAPI document.
+#[derive(Clone, Copy, Debug)]
+pub enum ParamKind {
+    Text,
+    /// An RFC 3339 date-time, or a date (midnight UTC).
+    Instant,
+    Integer {
+        min: u32,
+        max: u32,
+    },
+    Boolean,
+    OneOf(&'static [&'static str]),
 }
 
 const fn param(name: &'static str, required: bool, description: &'static str) -> QueryParam {
@@ -75,8 +91,17 @@ const fn param(name: &'static str, required: bool, description: &'static str) ->
         name,
         required,
         description,
+        kind: ParamKind::Text,
     }
 }
+
+impl QueryParam {
+    const fn of(self, kind: ParamKind) -> Self {
+        Self { kind, ..self }
+    }
+}
+
+const SCOPES: ParamKind = ParamKind::OneOf(&["instance", "following", "series"]);
 
 pub struct RouteSpec {
     pub method: Method,
@@ -88,10 +113,14 @@ pub struct RouteSpec {
     pub query: &'static [QueryParam],
     /// The success status; the bodies are documented by `openapi::bodies`.
     pub status: u16,
+    /// Error statuses of this route beyond those every route may answer (400, 413, 503; 401
+    /// when authenticated, 404 with path parameters, 405 for another method on its path).
+    pub errors: &'static [u16],
 }
 
 const PAGE: &[QueryParam] = &[
-    param("limit", false, "Page size (1-200, default 50)."),
+    param("limit", false, "Page size (1-200, default 50).")
+        .of(ParamKind::Integer { min: 1, max: 200 }),
     param("cursor", false, "The nextCursor of the previous page."),
 ];
 
@@ -100,12 +129,14 @@ const RANGE: &[QueryParam] = &[
         "start",
         true,
         "Range start: RFC 3339 date-time, or YYYY-MM-DD (midnight UTC). Inclusive.",
-    ),
+    )
+    .of(ParamKind::Instant),
     param(
         "end",
         true,
         "Range end, exclusive; at most 366 days after start.",
-    ),
+    )
+    .of(ParamKind::Instant),
     param(
         "calendarIds",
         false,
@@ -116,8 +147,10 @@ const RANGE: &[QueryParam] = &[
         "hasConference",
         false,
         "true: only events with a Meet/Teams link; false: only without.",
-    ),
-    param("limit", false, "Page size (1-1000, default 250)."),
+    )
+    .of(ParamKind::Boolean),
+    param("limit", false, "Page size (1-1000, default 250).")
+        .of(ParamKind::Integer { min: 1, max: 1000 }),
     param(
         "cursor",
         false,
@@ -130,12 +163,14 @@ const WINDOW: &[QueryParam] = &[
         "start",
         true,
         "Range start: RFC 3339 date-time, or YYYY-MM-DD (midnight UTC).",
-    ),
+    )
+    .of(ParamKind::Instant),
     param(
         "end",
         true,
         "Range end, exclusive; at most 366 days after start.",
-    ),
+    )
+    .of(ParamKind::Instant),
     param(
         "calendarIds",
         false,
@@ -153,6 +188,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: false,
         query: &[],
         status: 201,
+        errors: &[409, 415, 429],
     },
     RouteSpec {
         method: Method::POST,
@@ -163,6 +199,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: false,
         query: &[],
         status: 200,
+        errors: &[401, 415, 429],
     },
     RouteSpec {
         method: Method::POST,
@@ -173,6 +210,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 204,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -183,6 +221,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 200,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -193,6 +232,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: PAGE,
         status: 200,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -203,6 +243,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: false,
         query: &[],
         status: 200,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -213,6 +254,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 200,
+        errors: &[],
     },
     RouteSpec {
         method: Method::PATCH,
@@ -223,6 +265,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 200,
+        errors: &[415],
     },
     RouteSpec {
         method: Method::DELETE,
@@ -233,6 +276,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 204,
+        errors: &[],
     },
     RouteSpec {
         method: Method::POST,
@@ -243,6 +287,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 202,
+        errors: &[409],
     },
     RouteSpec {
         method: Method::GET,
@@ -254,6 +299,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: RANGE,
         status: 200,
+        errors: &[404],
     },
     RouteSpec {
         method: Method::POST,
@@ -264,6 +310,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 201,
+        errors: &[404, 409, 415],
     },
     RouteSpec {
         method: Method::GET,
@@ -274,6 +321,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 200,
+        errors: &[],
     },
     RouteSpec {
         method: Method::POST,
@@ -284,6 +332,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 201,
+        errors: &[415],
     },
     RouteSpec {
         method: Method::DELETE,
@@ -294,6 +343,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 204,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -304,6 +354,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: false,
         query: &[],
         status: 200,
+        errors: &[422],
     },
     RouteSpec {
         method: Method::GET,
@@ -314,6 +365,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: WINDOW,
         status: 200,
+        errors: &[404],
     },
     RouteSpec {
         method: Method::GET,
@@ -324,6 +376,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: WINDOW,
         status: 200,
+        errors: &[404],
     },
     RouteSpec {
         method: Method::POST,
@@ -334,6 +387,7 @@ pub static ROUTES: &[RouteSpec] = &[
         authenticated: true,
         query: &[],
         status: 200,
+        errors: &[404, 415],
     },
     RouteSpec {
         method: Method::GET,
@@ -343,10 +397,12 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "A recurring event's occurrences and exceptions in [start, end); the id is the series' or any of its occurrences'",
         authenticated: true,
         query: &[
-            param("start", true, "Range start (RFC 3339 or YYYY-MM-DD)."),
-            param("end", true, "Range end, exclusive; at most 366 days after start."),
+            param("start", true, "Range start (RFC 3339 or YYYY-MM-DD).").of(ParamKind::Instant),
+            param("end", true, "Range end, exclusive; at most 366 days after start.")
+                .of(ParamKind::Instant),
         ],
         status: 200,
+        errors: &[409],
     },
     RouteSpec {
         method: Method::PATCH,
@@ -359,8 +415,10 @@ pub static ROUTES: &[RouteSpec] = &[
             "scope",
             false,
             "Recurring events: `instance` (the default for an occurrence id: that occurrence alone), `following` (split the series there: a new series from this occurrence on), `series` (the default for a series id: the whole series; `recurrence` may change).",
-        )],
+        )
+        .of(SCOPES)],
         status: 200,
+        errors: &[409, 415],
     },
     RouteSpec {
         method: Method::DELETE,
@@ -373,18 +431,32 @@ pub static ROUTES: &[RouteSpec] = &[
             "scope",
             false,
             "Recurring events: `instance` (the default for an occurrence id: cancel that occurrence), `following` (end the series before this occurrence), `series` (the default for a series id).",
-        )],
+        )
+        .of(SCOPES)],
         status: 204,
+        errors: &[409],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/connections/apple",
+        operation: Operation::ConnectApple,
+        group: RouteGroup::Connections,
+        summary: "Connect an iCloud (or other CalDAV) account with an app-specific password: discovery, then its calendars",
+        authenticated: true,
+        query: &[],
+        status: 201,
+        errors: &[415, 502],
     },
     RouteSpec {
         method: Method::POST,
         path: "/v1/connections/{provider}",
         operation: Operation::StartConnection,
         group: RouteGroup::Connections,
-        summary: "Connect an account: google / microsoft answer an authorization URL; apple takes an app-specific password (body) and connects at once",
+        summary: "Connect a Google or Microsoft account: answers the authorization URL to open in the user's browser",
         authenticated: true,
         query: &[],
         status: 201,
+        errors: &[503],
     },
     RouteSpec {
         method: Method::GET,
@@ -393,8 +465,13 @@ pub static ROUTES: &[RouteSpec] = &[
         group: RouteGroup::OAuthCallback,
         summary: "The authorizationUrl, opened in the user's browser: binds the flow to that browser (cookie) and redirects to the provider's consent screen",
         authenticated: false,
-        query: &[param("state", true, "The flow's state, as in the authorizationUrl.")],
+        query: &[param(
+            "state",
+            false,
+            "The flow's state, as in the authorizationUrl (without it: redirected with error=state_missing).",
+        )],
         status: 302,
+        errors: &[],
     },
     RouteSpec {
         method: Method::GET,
@@ -404,11 +481,16 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Where the provider sends the browser back; redirects to the app with a status code",
         authenticated: false,
         query: &[
-            param("state", true, "The state of the authorization URL."),
+            param(
+                "state",
+                false,
+                "The state of the authorization URL (without it: redirected with error=state_missing).",
+            ),
             param("code", false, "The authorization code."),
             param("error", false, "The provider's error, e.g. access_denied."),
         ],
         status: 302,
+        errors: &[],
     },
 ];
 

@@ -49,7 +49,7 @@ pub struct ConflictsDto {
     /// Clashes between all-day events, reported apart: they rarely block a timed meeting.
     pub all_day_conflicts: Vec<ConflictDto>,
     /// Series cut at the per-read cap: their later occurrences were not taken into account.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_series: Vec<CappedSeriesDto>,
 }
 
@@ -73,7 +73,7 @@ pub struct FreeBusyDto {
     pub busy: Vec<IntervalDto>,
     pub calendars: Vec<CalendarBusyDto>,
     /// Series cut at the per-read cap: their later occurrences were not taken into account.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_series: Vec<CappedSeriesDto>,
 }
 
@@ -108,7 +108,7 @@ pub struct AvailabilityRequest {
 pub struct AvailabilityDto {
     pub slots: Vec<IntervalDto>,
     /// Series cut at the per-read cap: their later occurrences were not taken into account.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_series: Vec<CappedSeriesDto>,
 }
 

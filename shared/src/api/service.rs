@@ -132,6 +132,7 @@ async fn events_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
 async fn connections_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
     match call.operation {
         Op::StartConnection => connections::start(app, call.req, call.param("provider")?).await,
+        Op::ConnectApple => connections::connect_caldav(app, call.req).await,
         _ => Err(call.unserved()),
     }
 }

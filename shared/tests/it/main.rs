@@ -7,6 +7,7 @@ mod calendars;
 mod connect;
 mod emulated;
 mod events;
+mod fuzz;
 mod ics_feed;
 
 mod logging;
