@@ -4,6 +4,7 @@
 
 pub mod emulator;
 pub mod fault_proxy;
+pub mod gateway;
 pub mod http_relay;
 pub mod peer;
 pub mod provision;

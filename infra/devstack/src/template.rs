@@ -106,6 +106,135 @@ impl Template {
     }
 }
 
+/// The HttpApi's `CorsConfiguration`, with parameters resolved to their defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Option<u64>,
+}
+
+impl Template {
+    /// A list property: a YAML list, or a `Ref` to a (comma-delimited) parameter's default.
+    fn list(&self, value: Option<&Value>) -> Vec<String> {
+        match value {
+            Some(Value::Array(items)) => items.iter().map(scalar_text).collect(),
+            Some(Value::Object(map)) => map
+                .get("Ref")
+                .and_then(Value::as_str)
+                .and_then(|name| self.parameter_default(name))
+                .map(|text| {
+                    text.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Some(other) => vec![scalar_text(other)],
+            None => Vec::new(),
+        }
+    }
+
+    /// The CORS configuration of the template's HttpApi, if it has one.
+    pub fn cors(&self) -> Result<Option<Cors>, TemplateError> {
+        let Some(config) = self
+            .resources
+            .values()
+            .filter(|r| r.kind == "AWS::Serverless::HttpApi")
+            .find_map(|r| r.properties.get("CorsConfiguration"))
+        else {
+            return Ok(None);
+        };
+        let cors = Cors {
+            allow_origins: self.list(config.get("AllowOrigins")),
+            allow_methods: self.list(config.get("AllowMethods")),
+            allow_headers: self.list(config.get("AllowHeaders")),
+            expose_headers: self.list(config.get("ExposeHeaders")),
+            allow_credentials: config
+                .get("AllowCredentials")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            max_age: config.get("MaxAge").and_then(Value::as_u64),
+        };
+        if cors.allow_credentials && cors.allow_origins.iter().any(|o| o == "*") {
+            // API Gateway refuses this too: any site could act with the user's credentials.
+            return Err(TemplateError::Invalid(
+                "CorsConfiguration: AllowOrigins '*' with AllowCredentials".into(),
+            ));
+        }
+        Ok(Some(cors))
+    }
+}
+
+impl Cors {
+    fn allows(&self, origin: &str) -> bool {
+        self.allow_origins.iter().any(|o| o == "*" || o == origin)
+    }
+
+    /// API Gateway's answer to a preflight: 204, with the CORS headers when the origin is allowed.
+    pub fn preflight(
+        &self,
+        origin: Option<&http::HeaderValue>,
+    ) -> http::Response<http_body_util::Full<hyper::body::Bytes>> {
+        let mut response = http::Response::new(http_body_util::Full::default());
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        if let Some(origin) = origin.filter(|o| o.to_str().is_ok_and(|o| self.allows(o))) {
+            let headers = response.headers_mut();
+            let mut set = |name: &'static str, value: String| {
+                if let Ok(value) = http::HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            };
+            set("access-control-allow-origin", self.origin_value(origin));
+            set("access-control-allow-methods", self.allow_methods.join(","));
+            set("access-control-allow-headers", self.allow_headers.join(","));
+            if self.allow_credentials {
+                set("access-control-allow-credentials", "true".into());
+            }
+            if let Some(age) = self.max_age {
+                set("access-control-max-age", age.to_string());
+            }
+            set("vary", "origin".into());
+        }
+        response
+    }
+
+    /// Adds the CORS headers of an allowed origin to an ordinary response.
+    pub fn decorate(&self, origin: Option<&http::HeaderValue>, headers: &mut http::HeaderMap) {
+        let Some(origin) = origin.filter(|o| o.to_str().is_ok_and(|o| self.allows(o))) else {
+            return;
+        };
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        set("access-control-allow-origin", self.origin_value(origin));
+        if self.allow_credentials {
+            set("access-control-allow-credentials", "true".into());
+        }
+        if !self.expose_headers.is_empty() {
+            set(
+                "access-control-expose-headers",
+                self.expose_headers.join(","),
+            );
+        }
+        set("vary", "origin".into());
+    }
+
+    /// The request's origin echoed (never `*` when credentials are allowed).
+    fn origin_value(&self, origin: &http::HeaderValue) -> String {
+        if self.allow_origins.iter().any(|o| o == "*") && !self.allow_credentials {
+            "*".into()
+        } else {
+            origin.to_str().unwrap_or_default().to_owned()
+        }
+    }
+}
+
 pub(crate) fn scalar_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),

@@ -186,43 +186,52 @@ impl App {
     }
 }
 
+/// Matches the request against the whole route table: a route of `group` is a call; a path
+/// known with other methods only is a 405 with `Allow` (every function can answer that, and the
+/// `$default` route's function does); anything else, a route of another function included, is a
+/// 404.
 fn route<'r>(group: Option<RouteGroup>, req: &'r ApiRequest) -> ApiResult<Call<'r>> {
     let path = req.path.trim_end_matches('/');
-    let mut allowed = Vec::new();
+    let mut allowed: Vec<&str> = Vec::new();
+    let mut served_elsewhere = false;
     for spec in routes::ROUTES {
-        if group.is_some_and(|g| g != spec.group) {
-            continue;
-        }
         let Some(params) = routes::match_path(spec.path, path) else {
             continue;
         };
-        if spec.method == req.method {
-            return Ok(Call {
-                operation: spec.operation,
-                route: spec.path,
-                group: spec.group,
-                params,
-                req,
-            });
+        if spec.method != req.method {
+            if !allowed.contains(&spec.method.as_str()) {
+                allowed.push(spec.method.as_str());
+            }
+            continue;
         }
-        allowed.push(spec.method.as_str());
+        if group.is_some_and(|g| g != spec.group) {
+            served_elsewhere = true;
+            continue;
+        }
+        return Ok(Call {
+            operation: spec.operation,
+            route: spec.path,
+            group: spec.group,
+            params,
+            req,
+        });
     }
-    if allowed.is_empty() {
-        Err(ApiError::new(
+    if allowed.is_empty() || served_elsewhere {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "route_not_found",
-            format!("no route {} {}", req.method, req.path),
-        ))
-    } else {
-        let allowed = allowed.join(", ");
-        Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!(
-                "{} {} is not allowed; allowed: {allowed}",
-                req.method, req.path
-            ),
-        )
-        .with_header("allow", allowed))
+            // Not the path: a path can carry a credential, and this message is logged.
+            format!("no route for {} at this path", req.method),
+        ));
     }
+    let allowed = allowed.join(", ");
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed at this path; allowed: {allowed}",
+            req.method
+        ),
+    )
+    .with_header("allow", allowed))
 }

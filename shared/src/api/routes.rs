@@ -103,6 +103,10 @@ impl QueryParam {
 
 const SCOPES: ParamKind = ParamKind::OneOf(&["instance", "following", "series"]);
 
+/// The function behind the `$default` route (template.yaml): it answers what no route matches
+/// with the API's own 404, or 405 and `Allow`.
+pub const FALLBACK: RouteGroup = RouteGroup::Accounts;
+
 pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,

@@ -1,132 +1,45 @@
 //! Schemathesis against the API over HTTP (issue 10, item 7): every operation of the OpenAPI
 //! document, with every check on and a bounded number of examples each, must answer no 5xx and
-//! nothing the document does not describe. The API is served the way API Gateway serves it: each
-//! HTTP request becomes an API Gateway v2 event, read by lambda_http as in Lambda, and goes
-//! through the functions' own `lambda::serve`.
+//! nothing the document does not describe.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::process::Command;
 
-use base64::Engine;
 use calsync::app::App;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
-use serde_json::json;
+use calsync::config::Config;
+use calsync_devstack::emulator::Emulator;
+use calsync_devstack::provision::provision;
+use calsync_devstack::template::Template;
 
-/// An HTTP request as API Gateway hands it to a function (payload format 2.0).
-async fn gateway_event(req: hyper::Request<Incoming>, source: SocketAddr) -> String {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
+use crate::http_api::serve_http;
+use crate::support::{register, TEMPLATE};
+
+/// The fuzzer's own AWS emulator: its 1,600 requests in seconds neither see nor disturb the
+/// other tests' data (moto serves concurrent writers to one table with races of its own).
+async fn own_stack(provider: &calsync_provider_emulator::EmulatorHandle) -> (Emulator, App) {
+    let emulator = tokio::task::spawn_blocking(Emulator::start)
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
-    let mut query = serde_json::Map::new();
-    for (name, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        // API Gateway joins repeated parameters with commas.
-        let joined = match query.get(name.as_ref()).and_then(|v| v.as_str()) {
-            Some(earlier) => format!("{earlier},{value}"),
-            None => value.into_owned(),
-        };
-        query.insert(name.into_owned(), json!(joined));
-    }
-    let mut headers = serde_json::Map::new();
-    let mut cookies = Vec::new();
-    for (name, value) in &parts.headers {
-        let Ok(value) = value.to_str() else { continue };
-        if name == "cookie" {
-            cookies.extend(value.split(';').map(|c| c.trim().to_owned()));
-            continue;
-        }
-        let joined = match headers.get(name.as_str()).and_then(|v| v.as_str()) {
-            Some(earlier) => format!("{earlier},{value}"),
-            None => value.to_owned(),
-        };
-        headers.insert(name.as_str().to_owned(), json!(joined));
-    }
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "local", "apiId": "local", "domainName": "127.0.0.1",
-            "domainPrefix": "127", "requestId": calsync::ids::new_id(),
-            "routeKey": "$default", "stage": "$default", "time": "", "timeEpoch": 0,
-            "http": {
-                "method": parts.method.as_str(), "path": path, "protocol": "HTTP/1.1",
-                "sourceIp": source.ip().to_string(), "userAgent": ""
-            }
-        },
-        "isBase64Encoded": true,
-        "body": base64::engine::general_purpose::STANDARD.encode(&body),
-    });
-    if !query.is_empty() {
-        event["queryStringParameters"] = json!(query);
-    }
-    if !cookies.is_empty() {
-        event["cookies"] = json!(cookies);
-    }
-    event.to_string()
-}
-
-async fn answer(
-    app: &App,
-    req: hyper::Request<Incoming>,
-    source: SocketAddr,
-) -> hyper::Response<Full<Bytes>> {
-    let event = gateway_event(req, source).await;
-    let Ok(request) = lambda_http::request::from_str(&event) else {
-        // API Gateway itself refuses what it cannot represent.
-        let mut refused = hyper::Response::new(Full::new(Bytes::from_static(
-            b"{\"message\":\"Bad Request\"}",
-        )));
-        *refused.status_mut() = hyper::StatusCode::BAD_REQUEST;
-        return refused;
-    };
-    let response = calsync::lambda::serve(app, &calsync::api::service::ALL, request).await;
-    let (parts, body) = response.into_parts();
-    let bytes = match body {
-        lambda_http::Body::Empty => Bytes::new(),
-        lambda_http::Body::Text(text) => Bytes::from(text),
-        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
-        _ => Bytes::new(),
-    };
-    hyper::Response::from_parts(parts, Full::new(bytes))
-}
-
-/// Serves `app` over HTTP on a free loopback port until the test ends; returns its base URL.
-pub(crate) async fn serve_http(app: App) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, source)) = listener.accept().await else {
-                return;
-            };
-            let app = app.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(answer(&app, req, source).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://{address}")
+        .unwrap()
+        .expect("the AWS emulator");
+    let sdk = calsync_devstack::local_sdk_config(&emulator.endpoint).await;
+    let template = Template::load(TEMPLATE.as_ref()).unwrap();
+    let mut env = provision(&sdk, &template, "fuzz-")
+        .await
+        .unwrap()
+        .environment;
+    env.extend(
+        crate::oauth_flow::oauth_config(provider)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
+    (emulator, App::new(&sdk, config))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
-    let (_emulator, app, user) = crate::oauth_flow::setup("fuzz").await;
+    let provider = calsync_provider_emulator::spawn().expect("provider emulator");
+    let (_aws, app) = own_stack(&provider).await;
+    let user = register(&app, "fuzz").await;
     let base = serve_http(app).await;
     let report =
         std::env::temp_dir().join(format!("calsync-schemathesis-{}", calsync::ids::new_id()));

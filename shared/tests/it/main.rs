@@ -8,6 +8,8 @@ mod connect;
 mod emulated;
 mod events;
 mod fuzz;
+mod gateway;
+mod http_api;
 mod ics_feed;
 
 mod logging;

@@ -19,7 +19,7 @@ use crate::support::*;
 const API: &str = "http://127.0.0.1:3000";
 const APP_URL: &str = "https://app.calsync.test/connected";
 
-fn oauth_config(emulator: &EmulatorHandle) -> Vec<(&'static str, String)> {
+pub(crate) fn oauth_config(emulator: &EmulatorHandle) -> Vec<(&'static str, String)> {
     let base = &emulator.base_url;
     vec![
         ("OAUTH_CALLBACK_BASE", API.into()),

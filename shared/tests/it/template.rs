@@ -17,7 +17,7 @@ fn every_route_is_deployed_by_its_function_and_nothing_else_is() {
         .into_iter()
         .map(|r| (r.method, r.path, r.binary))
         .collect();
-    let declared: BTreeSet<(String, String, String)> = ROUTES
+    let mut declared: BTreeSet<(String, String, String)> = ROUTES
         .iter()
         .map(|r| {
             (
@@ -27,6 +27,11 @@ fn every_route_is_deployed_by_its_function_and_nothing_else_is() {
             )
         })
         .collect();
+    declared.insert((
+        "ANY".into(),
+        "$default".into(),
+        calsync::api::routes::FALLBACK.binary().into(),
+    ));
     assert_eq!(deployed, declared);
     for binary in declared.iter().map(|(_, _, b)| b) {
         let main = format!(

@@ -1,0 +1,143 @@
+//! A local API Gateway (HTTP API): routes each method and path to the function template.yaml's
+//! HttpApi events name, the `$default` route taking what no other route matches, through
+//! function URLs (`<upstream>/lambda-url/<binary><path>`, as `cargo lambda watch` serves them),
+//! and answers CORS as the HttpApi's `CorsConfiguration` says, so local URLs behave as deployed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::http_relay::relay;
+use crate::template::{path_matches, Cors, HttpRoute, Template, TemplateError};
+
+/// API Gateway's own payload limit.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The path of the catch-all route in template.yaml.
+pub const DEFAULT_ROUTE: &str = "$default";
+
+pub struct Gateway {
+    routes: Vec<HttpRoute>,
+    /// The binary behind `$default`, if the template has one.
+    fallback: Option<String>,
+    cors: Option<Cors>,
+    upstream: String,
+    client: reqwest::Client,
+}
+
+/// API Gateway's own answers (when no route or function answers), in its own shape.
+fn gateway_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+impl Gateway {
+    pub fn new(template: &Template, upstream: &str) -> Result<Self, TemplateError> {
+        let (fallback, routes): (Vec<HttpRoute>, Vec<HttpRoute>) = template
+            .http_routes()?
+            .into_iter()
+            .partition(|r| r.path == DEFAULT_ROUTE);
+        Ok(Self {
+            routes,
+            fallback: fallback.into_iter().next().map(|r| r.binary),
+            cors: template.cors()?,
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            // Redirects go back to the browser, as API Gateway passes them.
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| TemplateError::Invalid(format!("HTTP client: {e}")))?,
+        })
+    }
+
+    pub fn route_count(&self) -> usize {
+        self.routes.len() + usize::from(self.fallback.is_some())
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let origin = req.headers().get("origin").cloned();
+        // A preflight is answered by the gateway itself when CORS is configured, as API Gateway does.
+        if let (Some(cors), true) = (&self.cors, is_preflight(&req)) {
+            return cors.preflight(origin.as_ref());
+        }
+        let mut response = self.forward(req).await;
+        if let Some(cors) = &self.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
+        }
+        response
+    }
+
+    async fn forward(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().as_str().to_owned();
+        let binary = self
+            .routes
+            .iter()
+            .find(|r| (r.method == method || r.method == "ANY") && path_matches(&r.path, &path))
+            .map(|r| &r.binary)
+            .or(self.fallback.as_ref());
+        let Some(binary) = binary else {
+            return gateway_response(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let url = format!("{}/lambda-url/{binary}{path}{query}", self.upstream);
+        let (parts, body) = req.into_parts();
+        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return gateway_response(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
+        };
+        match relay(&self.client, parts.method, &url, &parts.headers, body).await {
+            Ok(response) => response,
+            Err(e) => {
+                eprintln!("gateway: {method} {path} -> {url}: {e}");
+                gateway_response(
+                    StatusCode::BAD_GATEWAY,
+                    "function unreachable (is cargo lambda watch running?)",
+                )
+            }
+        }
+    }
+}
+
+fn is_preflight(req: &Request<Incoming>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key("origin")
+        && req.headers().contains_key("access-control-request-method")
+}
+
+/// Serves `gateway` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(gateway.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
