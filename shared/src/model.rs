@@ -215,6 +215,9 @@ pub struct ProviderAccount {
     pub token_expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub failed_refresh_count: u32,
+    /// When the provider last gave us tokens (the grant, or a refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_refreshed_at: Option<DateTime<Utc>>,
     pub is_connected: bool,
     pub status: ConnectionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +243,7 @@ impl ProviderAccount {
             refresh_token: None,
             token_expires_at: None,
             failed_refresh_count: 0,
+            tokens_refreshed_at: None,
             is_connected: true,
             status: ConnectionStatus::Active,
             last_error: None,

@@ -6,10 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::input::{self, json_body};
 use super::{ApiRequest, ApiResponse, App};
-use crate::crypto::SecretContext;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{AuditEntry, Connection, ConnectionStatus, Provider};
-use crate::providers::oauth;
 use crate::store::{CalendarChanges, Store, StoreError};
 
 #[derive(Serialize, JsonSchema)]
@@ -149,52 +147,10 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
             c.deleted_at.is_none() && c.account_id.as_deref() == Some(account_id.as_str())
         });
         if !still_used {
-            disconnect_account(app, &user_id, &account_id).await?;
+            super::connections::disconnect_account(app, &user_id, &account_id).await?;
         }
     }
     Ok(ApiResponse::no_content())
-}
-
-/// The account's last calendar is gone: revoke the grant where the provider allows it (best
-/// effort: the grant is useless to us either way), then forget the credentials.
-async fn disconnect_account(app: &App, user_id: &str, account_id: &str) -> ApiResult<()> {
-    let Some(account) = app.store.account(user_id, account_id).await? else {
-        return Ok(());
-    };
-    let mut revoked = false;
-    if let (Some(settings), Some(sealed)) = (
-        app.config.oauth(account.provider),
-        account
-            .refresh_token
-            .as_ref()
-            .or(account.access_token.as_ref()),
-    ) {
-        let field = if account.refresh_token.is_some() {
-            "refresh_token"
-        } else {
-            "access_token"
-        };
-        let context = SecretContext {
-            user_id,
-            account_id,
-            field,
-        };
-        match app.cipher()?.open(sealed, context).await {
-            Ok(token) => match oauth::revoke(app.http(), settings, &token).await {
-                Ok(()) => revoked = settings.revoke_url.is_some(),
-                Err(e) => tracing::warn!(error = %e, "revocation at the provider failed"),
-            },
-            Err(e) => tracing::warn!(error = %e, "could not open the token to revoke it"),
-        }
-    }
-    let audit = AuditEntry::new(user_id, "ACCOUNT_DISCONNECTED", "ACCOUNT", Some(account_id))
-        .with_metadata(
-            serde_json::json!({ "provider": account.provider.slug(), "revoked": revoked }),
-        );
-    app.store
-        .erase_credentials(user_id, account_id, &audit)
-        .await?;
-    Ok(())
 }
 
 /// `POST /v1/calendars/{id}/sync`: queue a sync now. The FIFO queue keeps one sync per calendar

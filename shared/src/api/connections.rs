@@ -13,7 +13,9 @@ use super::{ApiRequest, ApiResponse, App};
 use crate::crypto::{Secret, SecretContext};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::model::{AuditEntry, CalDavLocation, Connection, OAuthState, Provider, ProviderAccount};
+use crate::model::{
+    AuditEntry, CalDavLocation, Connection, ConnectionStatus, OAuthState, Provider, ProviderAccount,
+};
 use crate::providers::caldav::CalDavClient;
 use crate::providers::oauth::{self, Pkce, TokenSet};
 use crate::providers::{google, microsoft, DiscoveredAccount, ProviderError};
@@ -63,6 +65,98 @@ pub struct AccountDto {
 pub struct ConnectedDto {
     pub account: AccountDto,
     pub calendars: Vec<CalendarDto>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionDto {
+    /// For `DELETE /v1/connections/{id}`.
+    pub id: String,
+    pub provider: Provider,
+    /// The account's login at the provider (e-mail, or the CalDAV user name).
+    pub email: String,
+    /// `active`, or `reauthorization_required` / `error` with `lastError`.
+    pub status: ConnectionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the provider last gave us tokens: the grant, or the latest refresh (OAuth only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_refreshed_at: Option<DateTime<Utc>>,
+    pub connected_at: DateTime<Utc>,
+    /// Its calendars that are not removed.
+    pub calendars: Vec<CalendarDto>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionListDto {
+    /// Oldest first.
+    pub connections: Vec<ConnectionDto>,
+}
+
+/// `GET /v1/connections`: the connected accounts, each with its live calendars.
+pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let (accounts, calendars) = tokio::try_join!(
+        app.store.accounts(&user_id),
+        app.store.connections(&user_id)
+    )?;
+    let calendars = super::calendars::visible(calendars);
+    let mut connections: Vec<ConnectionDto> = accounts
+        .into_iter()
+        .filter(|a| a.is_connected)
+        .map(|account| ConnectionDto {
+            calendars: calendars
+                .iter()
+                .filter(|c| c.account_id.as_deref() == Some(account.id.as_str()))
+                .map(CalendarDto::from)
+                .collect(),
+            id: account.id,
+            provider: account.provider,
+            email: account.account_email,
+            status: account.status,
+            last_error: account.last_error,
+            tokens_refreshed_at: account.tokens_refreshed_at,
+            connected_at: account.created_at,
+        })
+        .collect();
+    connections.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
+    ApiResponse::ok(&ConnectionListDto { connections })
+}
+
+/// `DELETE /v1/connections/{id}`: the account's calendars are removed as `DELETE
+/// /v1/calendars/{id}` removes one (their events leave every query, syncs stop; connecting the
+/// account again brings them back), then the grant is revoked and the tokens erased.
+pub async fn disconnect(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    if !ids::is_id(id) {
+        return Err(ApiError::not_found("connection"));
+    }
+    let account = match app.store.account(&user_id, id).await? {
+        Some(account) if account.is_connected => account,
+        _ => return Err(ApiError::not_found("connection")),
+    };
+    let now = Store::now();
+    for calendar in app.store.connections(&user_id).await? {
+        if calendar.account_id.as_deref() != Some(account.id.as_str())
+            || calendar.deleted_at.is_some()
+        {
+            continue;
+        }
+        let audit = AuditEntry::new(&user_id, "CALENDAR_DELETED", "CALENDAR", Some(&calendar.id))
+            .with_metadata(serde_json::json!({ "reason": "account disconnected" }));
+        match app
+            .store
+            .soft_delete_connection(&user_id, &calendar.id, now, &audit)
+            .await
+        {
+            // Removed meanwhile by a concurrent request: the outcome is the same.
+            Ok(()) | Err(crate::store::StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    disconnect_account(app, &user_id, &account.id).await?;
+    Ok(ApiResponse::no_content())
 }
 
 /// An OAuth provider named in a path (`apple` connects by `POST /v1/connections/apple`).
@@ -391,6 +485,7 @@ async fn save_account(
     account.access_token = Some(sealed_access);
     account.refresh_token = sealed_refresh;
     account.token_expires_at = expires_at;
+    account.tokens_refreshed_at = Some(now);
     account.caldav = caldav;
     app.store.put_account(&account).await?;
 
@@ -474,4 +569,50 @@ pub async fn connect_caldav(app: &App, req: &ApiRequest) -> ApiResult<ApiRespons
             calendars: calendars.iter().map(CalendarDto::from).collect(),
         },
     )
+}
+
+/// The account's last calendar is gone: revoke the grant where the provider allows it (best
+/// effort: the grant is useless to us either way), then forget the credentials.
+pub(super) async fn disconnect_account(
+    app: &App,
+    user_id: &str,
+    account_id: &str,
+) -> ApiResult<()> {
+    let Some(account) = app.store.account(user_id, account_id).await? else {
+        return Ok(());
+    };
+    let mut revoked = false;
+    if let (Some(settings), Some(sealed)) = (
+        app.config.oauth(account.provider),
+        account
+            .refresh_token
+            .as_ref()
+            .or(account.access_token.as_ref()),
+    ) {
+        let field = if account.refresh_token.is_some() {
+            "refresh_token"
+        } else {
+            "access_token"
+        };
+        let context = SecretContext {
+            user_id,
+            account_id,
+            field,
+        };
+        match app.cipher()?.open(sealed, context).await {
+            Ok(token) => match oauth::revoke(app.http(), settings, &token).await {
+                Ok(()) => revoked = settings.revoke_url.is_some(),
+                Err(e) => tracing::warn!(error = %e, "revocation at the provider failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not open the token to revoke it"),
+        }
+    }
+    let audit = AuditEntry::new(user_id, "ACCOUNT_DISCONNECTED", "ACCOUNT", Some(account_id))
+        .with_metadata(
+            serde_json::json!({ "provider": account.provider.slug(), "revoked": revoked }),
+        );
+    app.store
+        .erase_credentials(user_id, account_id, &audit)
+        .await?;
+    Ok(())
 }

@@ -121,6 +121,39 @@ pub struct FeedDto {
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedSummaryDto {
+    /// For `DELETE /v1/feeds/{id}`.
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedListDto {
+    /// Oldest first. The URLs are not here: they hold the credential, which is shown once.
+    pub feeds: Vec<FeedSummaryDto>,
+}
+
+/// `GET /v1/feeds`.
+pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let feeds = app
+        .store
+        .feeds(&user_id)
+        .await?
+        .into_iter()
+        .map(|f| FeedSummaryDto {
+            id: f.id,
+            name: f.name,
+            created_at: f.created_at,
+        })
+        .collect();
+    ApiResponse::ok(&FeedListDto { feeds })
+}
+
 /// `POST /v1/feeds`.
 pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let user_id = app.authenticate(req).await?;

@@ -62,6 +62,9 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
         ),
         Op::DeleteEvent => (None, None),
         Op::StartConnection => (None, Some(schema::<connections::AuthorizationDto>)),
+        Op::ListConnections => (None, Some(schema::<connections::ConnectionListDto>)),
+        Op::Disconnect => (None, None),
+        Op::ListFeeds => (None, Some(schema::<feeds::FeedListDto>)),
         Op::ConnectApple => (
             Some(schema::<connections::AppleConnectRequest>),
             Some(schema::<connections::ConnectedDto>),
@@ -193,9 +196,9 @@ fn query_schema(kind: ParamKind) -> Value {
     }
 }
 
-fn path_parameter(name: &str) -> Value {
+fn path_parameter(operation: Operation, name: &str) -> Value {
     let mut schema = json!({"type": "string"});
-    if name == "provider" {
+    if name == "provider" || operation == Operation::StartConnection {
         // `apple` connects through its own route, `POST /v1/connections/apple`.
         schema["enum"] = json!(["google", "microsoft"]);
     }
@@ -212,7 +215,7 @@ fn build() -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(path_parameter)
+            .map(|name| path_parameter(spec.operation, name))
             .collect();
         parameters.extend(spec.query.iter().map(|q| {
             json!({"name": q.name, "in": "query", "required": q.required,

@@ -120,6 +120,7 @@ async fn events_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
         Op::DeleteEvent => events::delete(app, req, call.id()?).await,
         Op::EventInstances => events::instances(app, req, call.id()?).await,
         Op::CreateFeed => feeds::create(app, req).await,
+        Op::ListFeeds => feeds::list(app, req).await,
         Op::DeleteFeed => feeds::delete(app, req, call.id()?).await,
         Op::ReadFeed => feeds::read(app, req, call.param("token")?).await,
         Op::Conflicts => schedule::conflicts(app, req).await,
@@ -131,8 +132,10 @@ async fn events_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
 
 async fn connections_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
     match call.operation {
-        Op::StartConnection => connections::start(app, call.req, call.param("provider")?).await,
+        Op::StartConnection => connections::start(app, call.req, call.id()?).await,
         Op::ConnectApple => connections::connect_caldav(app, call.req).await,
+        Op::ListConnections => connections::list(app, call.req).await,
+        Op::Disconnect => connections::disconnect(app, call.req, call.id()?).await,
         _ => Err(call.unserved()),
     }
 }

@@ -117,6 +117,7 @@ pub async fn refresh_account(
                 );
             }
             updated.token_expires_at = tokens.expires_at;
+            updated.tokens_refreshed_at = Some(Utc::now());
             updated.failed_refresh_count = 0;
             updated.last_error = None;
             updated.status = ConnectionStatus::Active;

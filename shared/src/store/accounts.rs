@@ -46,6 +46,23 @@ impl Store {
         Ok(())
     }
 
+    /// Every provider account of a user, disconnected ones included.
+    pub async fn accounts(&self, user_id: &str) -> StoreResult<Vec<ProviderAccount>> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.connections)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :acct)")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":acct", s("ACCT#"))
+            .consistent_read(true);
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
     pub async fn account(&self, user_id: &str, id: &str) -> StoreResult<Option<ProviderAccount>> {
         self.get(&self.connections, user_pk(user_id), account_sk(id))
             .await?

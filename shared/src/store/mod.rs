@@ -28,7 +28,7 @@ pub use connections::{CalendarChanges, SYNC_SHARDS};
 pub use events::{
     time_sort_key, EventFilter, EventPage, Expect, RangeContents, RangeQuery, SeriesOverrides,
 };
-pub use feeds::Feed;
+pub use feeds::{Feed, FeedEntry};
 pub use oauth_states::{Rejected, StateRejection};
 
 pub use sync_state::{StoredKey, SyncLease};

@@ -421,3 +421,61 @@ async fn compare_feed_and_stream(
     }
     (names.len(), occurrences, disagreements)
 }
+
+#[tokio::test]
+async fn feeds_are_listed_without_their_urls_and_only_to_their_owner() {
+    let app = app().await;
+    let user = register(&app, "feeds-list").await;
+    let other = register(&app, "feeds-other").await;
+    let mut created = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = call(
+            &app,
+            send(
+                Method::POST,
+                "/v1/feeds",
+                &user.token,
+                &serde_json::json!({}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        created.push(body);
+    }
+    let (status, listed) = call(&app, get("/v1/feeds", &user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = listed["feeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            created[0]["id"].as_str().unwrap(),
+            created[1]["id"].as_str().unwrap()
+        ]
+    );
+    for feed in &created {
+        let url = feed["url"].as_str().unwrap();
+        let token = url.rsplit('/').nth(1).unwrap();
+        assert!(
+            !listed.to_string().contains(token),
+            "a token is listed: {listed}"
+        );
+    }
+    let (_, theirs) = call(&app, get("/v1/feeds", &other.token)).await;
+    assert_eq!(theirs["feeds"], serde_json::json!([]));
+    // Revoked feeds leave the list.
+    let path = format!("/v1/feeds/{}", ids[0]);
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::DELETE, &path).with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, listed) = call(&app, get("/v1/feeds", &user.token)).await;
+    assert_eq!(listed["feeds"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["feeds"][0]["id"], ids[1]);
+}

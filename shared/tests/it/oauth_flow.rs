@@ -598,6 +598,118 @@ async fn a_flow_finished_in_another_browser_connects_nothing() {
     );
 }
 
+#[tokio::test]
+async fn connections_are_listed_and_disconnected_with_revocation() {
+    let (emulator, app, user) = setup("connections").await;
+    for provider in ["google", "microsoft"] {
+        let flow = consent(&app, &user, provider).await;
+        assert!(callback(&app, provider, &flow)
+            .await
+            .contains("status=connected"));
+    }
+    let (status, listed) = call(&app, get("/v1/connections", &user.token)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let connections = listed["connections"].as_array().unwrap();
+    let summary: Vec<(&str, &str, usize)> = connections
+        .iter()
+        .map(|c| {
+            (
+                c["provider"].as_str().unwrap(),
+                c["email"].as_str().unwrap(),
+                c["calendars"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("GOOGLE", "alice@gmail.test", 3),
+            ("MICROSOFT", "bob@outlook.test", 2)
+        ]
+    );
+    assert!(connections
+        .iter()
+        .all(|c| c["status"] == "active" && c["tokensRefreshedAt"].is_string()));
+    assert!(!listed.to_string().contains("Token\":"), "{listed}");
+    let google = connections[0]["id"].as_str().unwrap().to_owned();
+
+    // Another user's id, an unknown id: the same 404.
+    let stranger = register(&app, "stranger").await;
+    for (token, id) in [
+        (&stranger.token, google.as_str()),
+        (&user.token, "f".repeat(32).as_str()),
+    ] {
+        let (status, body) = call(
+            &app,
+            ApiRequest::new(Method::DELETE, &format!("/v1/connections/{id}")).with_bearer(token),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::DELETE, &format!("/v1/connections/{google}"))
+            .with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(stats(&emulator).await["google"]["revocations"], 1);
+    let account = app.store.account(&user.id, &google).await.unwrap().unwrap();
+    assert!(account.access_token.is_none() && account.refresh_token.is_none());
+    // Its calendars are gone from every list and from the sync schedule.
+    let (_, listed) = call(&app, get("/v1/connections", &user.token)).await;
+    assert_eq!(listed["connections"].as_array().unwrap().len(), 1);
+    let (_, calendars) = call(&app, get("/v1/calendars", &user.token)).await;
+    assert!(calendars["calendars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["provider"] == "MICROSOFT"));
+    for calendar in app.store.connections(&user.id).await.unwrap() {
+        if calendar.account_id.as_deref() == Some(google.as_str()) {
+            assert!(calendar.deleted_at.is_some());
+            let item = raw_item(
+                "CONNECTIONS_TABLE",
+                &format!("USER#{}", user.id),
+                &format!("CONN#{}", calendar.id),
+            )
+            .await
+            .unwrap();
+            assert!(!item.contains_key("syncShard"), "still scheduled: {item:?}");
+        }
+    }
+    let (_, audit) = call(&app, query_req(&user.token)).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions[0], "ACCOUNT_DISCONNECTED");
+    assert_eq!(audit["entries"][0]["metadata"]["revoked"], true);
+    assert_eq!(actions[1..4], ["CALENDAR_DELETED"; 3]);
+    // Disconnected once: a second time is a 404.
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::DELETE, &format!("/v1/connections/{google}"))
+            .with_bearer(&user.token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Connecting the account again brings its calendars back.
+    let flow = consent(&app, &user, "google").await;
+    callback(&app, "google", &flow).await;
+    let (_, listed) = call(&app, get("/v1/connections", &user.token)).await;
+    let google = listed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["provider"] == "GOOGLE")
+        .expect("google connected again");
+    assert_eq!(google["calendars"].as_array().unwrap().len(), 3);
+}
+
 fn query_req(token: &str) -> ApiRequest {
     query(get("/v1/audit-log", token), &[("limit", "50")])
 }
