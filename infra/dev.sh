@@ -133,7 +133,7 @@ echo "Playing EventBridge and the SQS event-source mapping (log: $STATE/driver.l
   --lambda "http://127.0.0.1:$LAMBDA_PORT" >"$STATE/driver.log" 2>&1 &
 pids+=($!)
 
-"$CARGO_TARGET_DIR/debug/gateway" --listen "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml &
+"$CARGO_TARGET_DIR/debug/gateway" --listen "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml --app-page &
 pids+=($!)
 
 cat <<MSG

@@ -19,6 +19,7 @@ const EMAIL: &str = "demo@calsync.dev";
 const PASSWORD: &str = "demo-password";
 
 /// The functions' environment that `make dev` wrote (table names).
+#[allow(dead_code)]
 fn dev_config() -> Result<Config, Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(".dev/functions.env")
         .map_err(|_| "no .dev/functions.env: start the stack with `make dev` first")?;
@@ -100,6 +101,7 @@ fn connection(
     conn
 }
 
+#[allow(dead_code)] // the integration tests include this file for `seed` alone
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint =
@@ -108,6 +110,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = dev_config()?;
     let sdk = calsync::aws::emulator_sdk_config(&endpoint);
     let app = App::new(&sdk, config);
+    let (events, monday) = seed(&app).await?;
+    println!("Seeded {events} events in 3 calendars for {EMAIL} (password: {PASSWORD}).");
+    println!(
+        "Week of {monday}: try GET /v1/events?start={monday}&end={}",
+        monday + Duration::days(7)
+    );
+    Ok(())
+}
+
+/// Seeds the demo user's calendars and events; returns how many events and the week's Monday.
+/// Running it again changes no id, count or order (tests/it/seed.rs).
+pub async fn seed(app: &App) -> Result<(usize, NaiveDate), Box<dyn std::error::Error>> {
     let store = &app.store;
 
     let user = match store.user_by_email(EMAIL).await? {
@@ -268,22 +282,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         3,
     );
 
+    // Idempotent: a seeded event that exists is refreshed in place (same id, its creation time
+    // kept) and counts nothing; only events written anew (or restored after a deletion) add to
+    // their calendar's count. A calendar that exists keeps its creation time, hence its place.
+    let mut added: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for event in &mut s.events {
+        let existing = store.event(&event.connection_id, &event.event_key).await?;
+        if let Some(existing) = &existing {
+            event.created_at = existing.created_at;
+            event.version = existing.version + 1;
+        }
+        if existing.is_none_or(|e| e.is_deleted()) {
+            *added.entry(event.connection_id.clone()).or_default() += 1;
+        }
+    }
     for mut conn in [work, personal, family] {
-        conn.event_count = s
-            .events
-            .iter()
-            .filter(|e| e.connection_id == conn.id)
-            .count() as i64;
-        store.put_connection(&conn).await?;
+        let added = added.get(&conn.id).copied().unwrap_or(0);
+        match store.connection(&user.id, &conn.id).await? {
+            Some(existing) if existing.deleted_at.is_none() => {
+                if added > 0 {
+                    store.add_event_count(&user.id, &conn.id, added).await?;
+                }
+            }
+            _ => {
+                conn.event_count = added;
+                store.put_connection(&conn).await?;
+            }
+        }
     }
     store.put_events(&s.events).await?;
-    println!(
-        "Seeded {} events in 3 calendars for {EMAIL} (password: {PASSWORD}).",
-        s.events.len()
-    );
-    println!(
-        "Week of {monday}: try GET /v1/events?start={monday}&end={}",
-        monday + Duration::days(7)
-    );
-    Ok(())
+    Ok((s.events.len(), monday))
 }

@@ -12,6 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::app_page;
 use crate::http_relay::relay;
 use crate::template::{path_matches, Cors, HttpRoute, Template, TemplateError};
 
@@ -28,6 +29,8 @@ pub struct Gateway {
     cors: Option<Cors>,
     upstream: String,
     client: reqwest::Client,
+    /// Serve the stand-in app page at [`app_page::PATH`] (the dev stack's `AppRedirectUrl`).
+    app_page: bool,
 }
 
 /// API Gateway's own answers (when no route or function answers), in its own shape.
@@ -58,7 +61,14 @@ impl Gateway {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| TemplateError::Invalid(format!("HTTP client: {e}")))?,
+            app_page: false,
         })
+    }
+
+    /// Also serves the page the OAuth callback redirects to in the dev stack.
+    pub fn with_app_page(mut self) -> Self {
+        self.app_page = true;
+        self
     }
 
     pub fn route_count(&self) -> usize {
@@ -66,6 +76,15 @@ impl Gateway {
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if self.app_page && req.method() == Method::GET && req.uri().path() == app_page::PATH {
+            let query = url_query(req.uri().query().unwrap_or_default());
+            let mut page = Response::new(Full::new(Bytes::from(app_page::render(&query))));
+            page.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return page;
+        }
         let origin = req.headers().get("origin").cloned();
         // A preflight is answered by the gateway itself when CORS is configured, as API Gateway does.
         if let (Some(cors), true) = (&self.cors, is_preflight(&req)) {
@@ -114,6 +133,12 @@ impl Gateway {
             }
         }
     }
+}
+
+fn url_query(query: &str) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn is_preflight(req: &Request<Incoming>) -> bool {

@@ -2,6 +2,7 @@
 //! create the local tables, indexes, TTL settings, queues and keys in the AWS emulator
 //! ([`provision`]), and to route HTTP requests to functions as API Gateway would ([`template`]).
 
+pub mod app_page;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod gateway;

@@ -1,7 +1,8 @@
 //! The local gateway as a browser app meets it (issue 11, items 1 and 2): CORS preflights and
 //! credentialed requests answered as template.yaml's `CorsConfiguration` says, and every path
 //! and method no route takes answered by our code (the `$default` route) in the API's error
-//! shape. Gateway in front, functions behind it as function URLs, as in `make dev`.
+//! shape; and the dev stack's `/connected` page. Gateway in front, functions behind it as
+//! function URLs, as in `make dev`.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ async fn gateway() -> (String, TestUser) {
     let functions = serve_http(app).await;
     let template =
         Template::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").as_ref()).unwrap();
-    let gateway = Arc::new(Gateway::new(&template, &functions).unwrap());
+    let gateway = Arc::new(Gateway::new(&template, &functions).unwrap().with_app_page());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, gateway));
@@ -138,4 +139,35 @@ async fn unknown_paths_and_wrong_methods_get_the_api_error_shape() {
     assert_eq!(feed.status(), 405);
     let body: Value = feed.json().await.unwrap();
     assert!(!body.to_string().contains("secret-token-value"), "{body}");
+}
+
+#[tokio::test]
+async fn the_dev_stacks_connected_page_tells_how_a_connection_ended() {
+    let (base, _) = gateway().await;
+    let page = reqwest::get(format!(
+        "{base}/connected?status=error&error=browser_mismatch"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(header(&page, "content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("Not connected") && text.contains("another browser"),
+        "{text}"
+    );
+    let page = reqwest::get(format!(
+        "{base}/connected?status=connected&provider=google&calendars=3"
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        page.contains("google account is connected: 3 calendar"),
+        "{page}"
+    );
 }

@@ -20,6 +20,11 @@ mod recurrence_oracle;
 mod recurring_edit;
 
 mod schedule;
+mod seed;
+
+/// `make seed`'s seeding, from the example itself.
+#[path = "../../examples/seed.rs"]
+mod demo_seed;
 
 mod support;
 mod sync_caldav;

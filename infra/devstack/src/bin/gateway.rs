@@ -1,5 +1,6 @@
-//! `gateway --listen 127.0.0.1:3000 --upstream http://127.0.0.1:9000 [--template template.yaml]`
-//! A local API Gateway in front of `cargo lambda watch` ([`calsync_devstack::gateway`]).
+//! `gateway --listen 127.0.0.1:3000 --upstream http://127.0.0.1:9000 [--template template.yaml]
+//! [--app-page]`: a local API Gateway in front of `cargo lambda watch`
+//! ([`calsync_devstack::gateway`]); `--app-page` also serves the dev stack's `/connected` page.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +22,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let upstream = arg(&args, "--upstream").unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let template =
         PathBuf::from(arg(&args, "--template").unwrap_or_else(|| "template.yaml".into()));
-    let gateway = Arc::new(Gateway::new(&Template::load(&template)?, &upstream)?);
+    let mut gateway = Gateway::new(&Template::load(&template)?, &upstream)?;
+    if args.iter().any(|a| a == "--app-page") {
+        gateway = gateway.with_app_page();
+    }
+    let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!(
         "calsync API: http://{listen}/v1  ({} routes from template.yaml)",
