@@ -57,6 +57,10 @@ pub struct EventTimeDto {
     /// IANA zone name, for example `America/New_York`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// The wall-clock time in `timeZone`, as the API returns it beside `dateTime`. Sent back with
+    /// `dateTime` it is ignored; alone (with `timeZone`) it is the local time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_date_time: Option<String>,
 }
 
 /// A validated event time.
@@ -70,7 +74,18 @@ impl EventTime {
     /// Validates a DTO; returns the time and the zone it named, if any.
     pub fn parse(dto: &EventTimeDto, field: &str) -> Result<(Self, Option<Tz>), ApiError> {
         let zone = dto.time_zone.as_deref().map(parse_zone).transpose()?;
-        match (&dto.date, &dto.date_time) {
+        let date_time = match (&dto.date_time, &dto.local_date_time) {
+            (Some(instant), _) => Some(instant),
+            (None, Some(local)) if zone.is_some() => Some(local),
+            (None, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_time",
+                    format!("{field}.localDateTime needs {field}.timeZone"),
+                ))
+            }
+            (None, None) => None,
+        };
+        match (&dto.date, date_time) {
             (Some(date), None) => {
                 let d = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
                     ApiError::bad_request(

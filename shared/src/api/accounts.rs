@@ -1,11 +1,12 @@
 //! Registration, login, logout, the profile and the audit log.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, json_body, query_number};
+use super::instant::Instant;
 use super::throttling;
 use super::{ApiRequest, ApiResponse, App};
 use crate::auth;
@@ -46,7 +47,7 @@ pub struct UserDto {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Instant,
 }
 
 impl From<&User> for UserDto {
@@ -56,7 +57,7 @@ impl From<&User> for UserDto {
             email: u.email.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),
-            created_at: u.created_at,
+            created_at: u.created_at.into(),
         }
     }
 }
@@ -66,7 +67,7 @@ impl From<&User> for UserDto {
 pub struct SessionDto {
     /// Send as `Authorization: Bearer <token>`. Shown once; only its hash is stored.
     pub token: String,
-    pub expires_at: DateTime<Utc>,
+    pub expires_at: Instant,
     pub user: UserDto,
 }
 
@@ -83,7 +84,7 @@ pub struct AuditEntryDto {
     pub error_message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -266,7 +267,7 @@ async fn start_session(app: &App, user: &User) -> ApiResult<SessionDto> {
         .await?;
     Ok(SessionDto {
         token,
-        expires_at,
+        expires_at: expires_at.into(),
         user: user.into(),
     })
 }
@@ -328,7 +329,7 @@ pub async fn audit_log(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             status: e.status,
             error_message: e.error_message,
             metadata: e.metadata,
-            created_at: e.created_at,
+            created_at: e.created_at.into(),
         })
         .collect();
     let next_cursor = page

@@ -1,10 +1,10 @@
 //! The user's calendars: seed pattern 8 (primary first, then by creation, with event counts).
 
-use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::input::{self, json_body};
+use super::instant::Instant;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{AuditEntry, Connection, ConnectionStatus, Provider};
@@ -25,9 +25,9 @@ pub struct CalendarDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_synced_at: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<Instant>,
     pub event_count: i64,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Instant,
 }
 
 impl From<&Connection> for CalendarDto {
@@ -42,9 +42,9 @@ impl From<&Connection> for CalendarDto {
             is_connected: c.is_connected,
             status: c.status,
             last_error: c.last_error.clone(),
-            last_synced_at: c.last_synced_at,
+            last_synced_at: c.last_synced_at.map(Into::into),
             event_count: c.event_count.max(0),
-            created_at: c.created_at,
+            created_at: c.created_at.into(),
         }
     }
 }

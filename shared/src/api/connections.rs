@@ -1,7 +1,7 @@
 //! Connecting calendars: OAuth (Google, Microsoft) with state + PKCE, and CalDAV (Apple) with an
 //! app-specific password. Tokens and passwords are sealed under KMS before they are stored.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::browser_binding;
 use super::calendars::CalendarDto;
 use super::input::{self, json_body};
+use super::instant::Instant;
 use super::{ApiRequest, ApiResponse, App};
 use crate::crypto::{Secret, SecretContext};
 use crate::error::{ApiError, ApiResult};
@@ -37,7 +38,7 @@ pub struct AuthorizationDto {
     /// back to our callback, which only that browser can complete.
     pub authorization_url: String,
     /// When the start link stops working.
-    pub expires_at: DateTime<Utc>,
+    pub expires_at: Instant,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -81,8 +82,8 @@ pub struct ConnectionDto {
     pub last_error: Option<String>,
     /// When the provider last gave us tokens: the grant, or the latest refresh (OAuth only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens_refreshed_at: Option<DateTime<Utc>>,
-    pub connected_at: DateTime<Utc>,
+    pub tokens_refreshed_at: Option<Instant>,
+    pub connected_at: Instant,
     /// Its calendars that are not removed.
     pub calendars: Vec<CalendarDto>,
 }
@@ -116,8 +117,8 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             email: account.account_email,
             status: account.status,
             last_error: account.last_error,
-            tokens_refreshed_at: account.tokens_refreshed_at,
-            connected_at: account.created_at,
+            tokens_refreshed_at: account.tokens_refreshed_at.map(Into::into),
+            connected_at: account.created_at.into(),
         })
         .collect();
     connections.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
@@ -207,7 +208,7 @@ pub async fn start(app: &App, req: &ApiRequest, slug: &str) -> ApiResult<ApiResp
         StatusCode::CREATED,
         &AuthorizationDto {
             authorization_url: authorization_url.into(),
-            expires_at: launch_by,
+            expires_at: launch_by.into(),
         },
     )
 }

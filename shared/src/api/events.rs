@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calendars::visible;
 use super::input::{self, json_body, query_bool, query_number};
+use super::instant::{EventTimeView, Instant};
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
@@ -45,8 +46,8 @@ pub struct EventDto {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    pub start: EventTimeDto,
-    pub end: EventTimeDto,
+    pub start: EventTimeView,
+    pub end: EventTimeView,
     pub is_all_day: bool,
     pub attendees: Vec<Attendee>,
     pub reminders: Vec<Reminder>,
@@ -68,9 +69,9 @@ pub struct EventDto {
     pub recurring_event_id: Option<String>,
     /// For an occurrence or an exception: the start the series' rule gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub original_start_time: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub original_start_time: Option<Instant>,
+    pub created_at: Instant,
+    pub updated_at: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -324,8 +325,8 @@ pub(super) fn dto(event: &Event, calendar: &Connection) -> EventDto {
         title: event.title.clone(),
         description: event.description.clone(),
         location: event.location.clone(),
-        start: schedule.start.to_dto(schedule.zone),
-        end: schedule.end.to_dto(schedule.zone),
+        start: EventTimeView::of(schedule.start, schedule.zone),
+        end: EventTimeView::of(schedule.end, schedule.zone),
         is_all_day: event.is_all_day,
         attendees: event.attendees.clone(),
         reminders: event.reminders.clone(),
@@ -340,9 +341,9 @@ pub(super) fn dto(event: &Event, calendar: &Connection) -> EventDto {
             .parent_event_id
             .as_deref()
             .map(|parent| ids::encode_event_id(&event.connection_id, parent)),
-        original_start_time: event.original_start_time,
-        created_at: event.created_at,
-        updated_at: event.updated_at,
+        original_start_time: event.original_start_time.map(Into::into),
+        created_at: event.created_at.into(),
+        updated_at: event.updated_at.into(),
     }
 }
 

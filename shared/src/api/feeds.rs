@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::events::live_calendars;
+use super::instant::Instant;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
@@ -118,7 +119,7 @@ pub struct FeedDto {
     pub id: String,
     /// Subscribe to this URL. It is the credential: share it only with who may read the calendar.
     pub url: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -127,7 +128,7 @@ pub struct FeedSummaryDto {
     /// For `DELETE /v1/feeds/{id}`.
     pub id: String,
     pub name: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -148,7 +149,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         .map(|f| FeedSummaryDto {
             id: f.id,
             name: f.name,
-            created_at: f.created_at,
+            created_at: f.created_at.into(),
         })
         .collect();
     ApiResponse::ok(&FeedListDto { feeds })
@@ -171,7 +172,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         &FeedDto {
             id: hash,
             url: format!("{base}/v1/feeds/{token}/calendar.ics"),
-            created_at: feed.created_at,
+            created_at: feed.created_at.into(),
         },
     )
 }

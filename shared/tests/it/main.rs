@@ -34,3 +34,4 @@ mod sync_jobs;
 mod sync_microsoft;
 
 mod template;
+mod time_format;

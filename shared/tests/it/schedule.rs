@@ -132,8 +132,8 @@ async fn conflicts_free_busy_and_availability_span_google_and_icloud() {
         ["standup", "dentist"],
         "across providers; touching, declined and free events do not clash"
     );
-    assert_eq!(conflicts[0]["start"], "2026-03-02T08:00:00Z");
-    assert_eq!(conflicts[0]["end"], "2026-03-02T09:00:00Z");
+    assert_eq!(conflicts[0]["start"], "2026-03-02T08:00:00.000Z");
+    assert_eq!(conflicts[0]["end"], "2026-03-02T09:00:00.000Z");
     assert_eq!(
         titles(&body["allDayConflicts"][0]),
         ["holiday", "school-trip"]
@@ -159,8 +159,8 @@ async fn conflicts_free_busy_and_availability_span_google_and_icloud() {
     assert_eq!(
         merged,
         [(
-            "2026-03-02T00:00:00Z".to_owned(),
-            "2026-03-03T00:00:00Z".to_owned()
+            "2026-03-02T00:00:00.000Z".to_owned(),
+            "2026-03-03T00:00:00.000Z".to_owned()
         )],
         "all-day events are busy"
     );
@@ -170,7 +170,7 @@ async fn conflicts_free_busy_and_availability_span_google_and_icloud() {
     assert_eq!(
         google_only["calendars"],
         json!([{"calendarId": google.id, "busy": [
-            {"start": "2026-03-02T06:00:00Z", "end": "2026-03-02T18:00:00Z"}]}]),
+            {"start": "2026-03-02T06:00:00.000Z", "end": "2026-03-02T18:00:00.000Z"}]}]),
         "{google_only}"
     );
 
@@ -275,10 +275,10 @@ async fn availability_finds_slots_between_busy_events_in_working_hours() {
     assert_eq!(
         found,
         [
-            ("2026-03-03T08:00:00Z", "2026-03-03T09:00:00Z"),
-            ("2026-03-03T10:00:00Z", "2026-03-03T11:00:00Z"),
-            ("2026-03-03T10:30:00Z", "2026-03-03T11:30:00Z"),
-            ("2026-03-03T12:00:00Z", "2026-03-03T13:00:00Z"),
+            ("2026-03-03T08:00:00.000Z", "2026-03-03T09:00:00.000Z"),
+            ("2026-03-03T10:00:00.000Z", "2026-03-03T11:00:00.000Z"),
+            ("2026-03-03T10:30:00.000Z", "2026-03-03T11:30:00.000Z"),
+            ("2026-03-03T12:00:00.000Z", "2026-03-03T13:00:00.000Z"),
         ]
     );
 }

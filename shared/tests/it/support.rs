@@ -296,3 +296,21 @@ pub async fn sync_concurrently(app: &App, user_id: &str, connection_id: &str, st
         "step {step}: {outcomes:?}"
     );
 }
+
+/// An event time as a wall clock with its UTC offset (`2026-03-09T09:00:00-04:00`), from the
+/// API's instant and the wall-clock time beside it; an instant without a zone as given.
+pub fn zoned(time: &Value) -> String {
+    let instant = time["dateTime"].as_str().expect("a timed event");
+    let Some(local) = time["localDateTime"].as_str() else {
+        return instant.to_owned();
+    };
+    let utc = DateTime::parse_from_rfc3339(instant).unwrap().naive_utc();
+    let wall = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").unwrap();
+    let minutes = (wall - utc).num_minutes();
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!(
+        "{local}{sign}{:02}:{:02}",
+        minutes.abs() / 60,
+        minutes.abs() % 60
+    )
+}

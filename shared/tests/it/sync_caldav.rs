@@ -225,11 +225,10 @@ impl CalDavFixture {
             .unwrap()
             .iter()
             .map(|e| {
-                let start = e["start"]["dateTime"]
-                    .as_str()
-                    .or(e["start"]["date"].as_str())
-                    .unwrap()
-                    .to_owned();
+                let start = match e["start"]["date"].as_str() {
+                    Some(date) => date.to_owned(),
+                    None => zoned(&e["start"]),
+                };
                 (e["title"].as_str().unwrap().to_owned(), start)
             })
             .collect()

@@ -406,12 +406,7 @@ async fn synced_series_expand_without_their_cancelled_and_moved_occurrences() {
             .unwrap()
             .iter()
             .filter(|e| matches!(e["title"].as_str().unwrap(), "Weekly" | "Weekly (moved)"))
-            .map(|e| {
-                (
-                    e["title"].as_str().unwrap().to_owned(),
-                    e["start"]["dateTime"].as_str().unwrap().to_owned(),
-                )
-            })
+            .map(|e| (e["title"].as_str().unwrap().to_owned(), zoned(&e["start"])))
             .collect()
     };
     let expected = [
