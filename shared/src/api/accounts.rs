@@ -40,6 +40,15 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// At least 10 characters, at most 1024 bytes (UTF-8).
+    #[schemars(length(min = 10, max = 1024))]
+    pub new_password: String,
+}
+
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDto {
@@ -285,6 +294,53 @@ pub async fn logout(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         Ok(()) | Err(crate::store::StoreError::ConditionFailed) => Ok(ApiResponse::no_content()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /v1/me/password`: the current password is required (counted like a sign-in, so a stolen
+/// session cannot guess it); every other session of the user ends.
+pub async fn change_password(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user_id = app.authenticate(req).await?;
+    let body: ChangePasswordRequest = json_body(req)?;
+    let new_password = password(&body.new_password)?;
+    let user = app
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("session is invalid or expired"))?;
+    let now = Utc::now().timestamp();
+    let account = ids::sha256_hex(&user.email);
+    let admission = app
+        .store
+        .count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
+        .await?;
+    throttling::refusal(admission, "password attempts for this account")?;
+    if body.current_password.len() > MAX_PASSWORD
+        || !auth::verify_password(&body.current_password, &user.password_hash)
+    {
+        let audit = AuditEntry::new(&user.id, "PASSWORD_CHANGE_FAILED", "USER", Some(&user.id))
+            .failed("wrong current password");
+        app.store.append_audit(&audit).await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "currentPassword is not the account's password",
+        ));
+    }
+    app.store
+        .refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
+        .await?;
+    let token = auth::bearer_token(req.header("authorization"))?;
+    let current_session = ids::sha256_hex(token);
+    let ended = app
+        .store
+        .end_sessions(&user.id, Some(&current_session))
+        .await?;
+    let audit = AuditEntry::new(&user.id, "PASSWORD_CHANGED", "USER", Some(&user.id))
+        .with_metadata(serde_json::json!({ "sessionsEnded": ended }));
+    app.store
+        .set_password_hash(&user.id, &auth::hash_password(new_password)?, &audit)
+        .await?;
+    Ok(ApiResponse::no_content())
 }
 
 pub async fn me(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {

@@ -30,6 +30,7 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
             Some(schema::<accounts::SessionDto>),
         ),
         Op::Logout => (None, None),
+        Op::ChangePassword => (Some(schema::<accounts::ChangePasswordRequest>), None),
         Op::Me => (None, Some(schema::<accounts::UserDto>)),
         Op::AuditLog => (None, Some(schema::<accounts::AuditPageDto>)),
         Op::OpenApi => (None, None),
@@ -91,6 +92,7 @@ fn error_description(status: u16) -> &'static str {
     match status {
         400 => "Invalid input; the error names the problem",
         401 => "Missing, invalid or expired session (login: wrong e-mail or password)",
+        403 => "The current password given is wrong",
         404 => "No such object of this user (other users' ids get the same answer)",
         409 => "Conflicts with the current state (an e-mail already registered, a concurrent change, a series edit the provider does not allow)",
         413 => "The body is larger than 256 KiB",

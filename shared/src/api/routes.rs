@@ -39,6 +39,7 @@ impl RouteGroup {
 pub enum Operation {
     Register,
     Login,
+    ChangePassword,
     Logout,
     Me,
     AuditLog,
@@ -229,6 +230,17 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[],
         status: 200,
         errors: &[],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/me/password",
+        operation: Operation::ChangePassword,
+        group: RouteGroup::Accounts,
+        summary: "Change the password (the current one required); every other session ends",
+        authenticated: true,
+        query: &[],
+        status: 204,
+        errors: &[403, 415, 429],
     },
     RouteSpec {
         method: Method::GET,

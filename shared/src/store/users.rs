@@ -1,9 +1,10 @@
 //! Users table: profiles (`USER#<id>`), the e-mail uniqueness guard (`EMAIL#<email>`) and
-//! sessions (`SESSION#<sha256(token)>`, TTL `expiresAt`).
+//! sessions (`SESSION#<sha256(token)>`, TTL `expiresAt`), each listed under its user
+//! (`USER#<id>` / `SESSION#<sha256(token)>`, same TTL) so all of a user's sessions can be ended.
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
-use super::{from_item, n, s, to_item, Store, StoreError, StoreResult};
+use super::{from_item, n, s, to_item, Item, Store, StoreError, StoreResult};
 use crate::model::{AuditEntry, Session, User};
 
 const PROFILE: &str = "PROFILE";
@@ -12,6 +13,21 @@ const SESSION: &str = "SESSION";
 
 fn user_pk(id: &str) -> String {
     format!("USER#{id}")
+}
+
+fn session_entry_sk(token_hash: &str) -> String {
+    format!("SESSION#{token_hash}")
+}
+
+fn delete_request(pk: String, sk: String) -> StoreResult<aws_sdk_dynamodb::types::WriteRequest> {
+    let delete = aws_sdk_dynamodb::types::DeleteRequest::builder()
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .build()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
+        .delete_request(delete)
+        .build())
 }
 
 fn email_pk(email: &str) -> String {
@@ -112,8 +128,77 @@ impl Store {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        // The user's list of sessions, so all of them can be ended (password change, deletion).
+        let mut entry = Item::new();
+        entry.insert("pk".into(), s(user_pk(&session.user_id)));
+        entry.insert("sk".into(), s(session_entry_sk(token_hash)));
+        entry.insert("expiresAt".into(), n(session.expires_at));
+        let entry = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(entry))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         self.transact(vec![
             TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().put(entry).build(),
+            self.audit_put(audit)?,
+        ])
+        .await
+    }
+
+    /// Ends every session of the user but `keep` (a token hash); returns how many ended.
+    pub async fn end_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.users)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :session)")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":session", s(session_entry_sk("")))
+            .consistent_read(true);
+        let mut requests = Vec::new();
+        let mut ended = 0;
+        for entry in self.query_all(query).await? {
+            let Some(hash) = entry
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix(&session_entry_sk("")))
+            else {
+                continue;
+            };
+            if keep == Some(hash) {
+                continue;
+            }
+            ended += 1;
+            for (pk, sk) in [
+                (session_pk(hash), SESSION.to_owned()),
+                (user_pk(user_id), session_entry_sk(hash)),
+            ] {
+                requests.push(delete_request(pk, sk)?);
+            }
+        }
+        self.write_batch(&self.users, requests).await?;
+        Ok(ended)
+    }
+
+    /// Replaces the user's password hash, with its audit entry.
+    pub async fn set_password_hash(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.users)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(PROFILE))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET passwordHash = :hash")
+            .expression_attribute_values(":hash", s(password_hash))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.transact(vec![
+            TransactWriteItem::builder().update(update).build(),
             self.audit_put(audit)?,
         ])
         .await
@@ -142,9 +227,16 @@ impl Store {
             .expression_attribute_values(":now", n(audit.created_at.timestamp()))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let entry = Delete::builder()
+            .table_name(&self.users)
+            .key("pk", s(user_pk(&audit.user_id)))
+            .key("sk", s(session_entry_sk(token_hash)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         match self
             .transact(vec![
                 TransactWriteItem::builder().delete(delete).build(),
+                TransactWriteItem::builder().delete(entry).build(),
                 self.audit_put(audit)?,
             ])
             .await

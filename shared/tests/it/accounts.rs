@@ -492,3 +492,68 @@ async fn sign_ins_and_registrations_are_throttled_per_source_address() {
     .await;
     assert_eq!(status, 401, "the refused registration created nothing");
 }
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_ends_every_other_session() {
+    let app = app().await;
+    let user = register(&app, "change-pw").await;
+    let login = |password: &str| {
+        post(
+            "/v1/auth/login",
+            &json!({"email": user.email, "password": password}),
+        )
+    };
+    let (status, other) = call(&app, login("a long enough password")).await;
+    assert_eq!(status, StatusCode::OK);
+    let other = other["token"].as_str().unwrap().to_owned();
+    let change = |current: &str, new: &str| {
+        send(
+            Method::POST,
+            "/v1/me/password",
+            &user.token,
+            &json!({"currentPassword": current, "newPassword": new}),
+        )
+    };
+    let (status, body) = call(&app, change("not it at all", "a brand new password")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::FORBIDDEN, "wrong_password")
+    );
+    let (status, body) = call(&app, change("a long enough password", "short")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "weak_password")
+    );
+    let (status, _) = call(
+        &app,
+        change("a long enough password", "a brand new password"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // This session goes on; the other one ended; only the new password signs in.
+    assert_eq!(
+        call(&app, get("/v1/me", &user.token)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, get("/v1/me", &other)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, login("a long enough password")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, login("a brand new password")).await.0,
+        StatusCode::OK
+    );
+    let actions = audit_actions(&app, &user.token).await;
+    assert!(
+        actions.contains(&"PASSWORD_CHANGED".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"PASSWORD_CHANGE_FAILED".to_owned()),
+        "{actions:?}"
+    );
+}
