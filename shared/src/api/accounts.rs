@@ -49,6 +49,40 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's password, to confirm.
+    pub password: String,
+}
+
+/// Everything calsync holds of the user, tokens and password hashes excepted.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDto {
+    pub exported_at: Instant,
+    pub user: UserDto,
+    pub connections: Vec<super::connections::ConnectionDto>,
+    /// Every calendar, removed ones included (with their events) until they are purged.
+    pub calendars: Vec<super::calendars::CalendarDto>,
+    /// Every stored event: single events, series as their rule (not expanded), exceptions;
+    /// soft-deleted ones until they are purged.
+    pub events: Vec<super::events::EventDto>,
+    pub feeds: Vec<super::feeds::FeedSummaryDto>,
+    /// Oldest first.
+    pub audit_log: Vec<AuditEntryDto>,
+}
+
+/// At most this many events in one export: the answer must fit a Lambda response (6 MB).
+pub const MAX_EXPORT_EVENTS: usize = 5_000;
+
+/// Exports per user per hour: each reads everything the user has.
+const EXPORTS_PER_USER: crate::store::Limit = crate::store::Limit {
+    kind: "export",
+    max: 5,
+    window_seconds: 60 * 60,
+};
+
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDto {
@@ -94,6 +128,21 @@ pub struct AuditEntryDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
     pub created_at: Instant,
+}
+
+impl From<AuditEntry> for AuditEntryDto {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            status: e.status,
+            error_message: e.error_message,
+            metadata: e.metadata,
+            created_at: e.created_at.into(),
+        }
+    }
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -299,36 +348,10 @@ pub async fn logout(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
 /// `POST /v1/me/password`: the current password is required (counted like a sign-in, so a stolen
 /// session cannot guess it); every other session of the user ends.
 pub async fn change_password(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
-    let user_id = app.authenticate(req).await?;
+    let user = signed_in_user(app, req).await?;
     let body: ChangePasswordRequest = json_body(req)?;
     let new_password = password(&body.new_password)?;
-    let user = app
-        .store
-        .user(&user_id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("session is invalid or expired"))?;
-    let now = Utc::now().timestamp();
-    let account = ids::sha256_hex(&user.email);
-    let admission = app
-        .store
-        .count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
-        .await?;
-    throttling::refusal(admission, "password attempts for this account")?;
-    if body.current_password.len() > MAX_PASSWORD
-        || !auth::verify_password(&body.current_password, &user.password_hash)
-    {
-        let audit = AuditEntry::new(&user.id, "PASSWORD_CHANGE_FAILED", "USER", Some(&user.id))
-            .failed("wrong current password");
-        app.store.append_audit(&audit).await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_password",
-            "currentPassword is not the account's password",
-        ));
-    }
-    app.store
-        .refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
-        .await?;
+    confirm_password(app, &user, &body.current_password, "PASSWORD_CHANGE_FAILED").await?;
     let token = auth::bearer_token(req.header("authorization"))?;
     let current_session = ids::sha256_hex(token);
     let ended = app
@@ -341,6 +364,121 @@ pub async fn change_password(app: &App, req: &ApiRequest) -> ApiResult<ApiRespon
         .set_password_hash(&user.id, &auth::hash_password(new_password)?, &audit)
         .await?;
     Ok(ApiResponse::no_content())
+}
+
+/// Checks a password the request gives for an action on the account, counted like a sign-in
+/// (so a stolen session cannot guess it), and audits a wrong one as `failed_action`.
+async fn confirm_password(
+    app: &App,
+    user: &User,
+    given: &str,
+    failed_action: &str,
+) -> ApiResult<()> {
+    let now = Utc::now().timestamp();
+    let account = ids::sha256_hex(&user.email);
+    let admission = app
+        .store
+        .count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
+        .await?;
+    throttling::refusal(admission, "password attempts for this account")?;
+    if given.len() > MAX_PASSWORD || !auth::verify_password(given, &user.password_hash) {
+        let audit = AuditEntry::new(&user.id, failed_action, "USER", Some(&user.id))
+            .failed("wrong password");
+        app.store.append_audit(&audit).await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "the password given is not the account's password",
+        ));
+    }
+    app.store
+        .refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
+        .await?;
+    Ok(())
+}
+
+async fn signed_in_user(app: &App, req: &ApiRequest) -> ApiResult<User> {
+    let user_id = app.authenticate(req).await?;
+    app.store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("session is invalid or expired"))
+}
+
+/// `DELETE /v1/me`: erases the account (decisions 47). Every grant is revoked first, then every
+/// item of the user in every table is deleted, sessions last. What remains is one anonymised
+/// entry (a hash of the user id and the counts) in a partition no user reads.
+pub async fn delete_account(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user = signed_in_user(app, req).await?;
+    let body: DeleteAccountRequest = json_body(req)?;
+    confirm_password(app, &user, &body.password, "USER_DELETE_FAILED").await?;
+    for account in app.store.accounts(&user.id).await? {
+        if account.is_connected {
+            super::connections::disconnect_account(app, &user.id, &account.id).await?;
+        }
+    }
+    let erased = app.store.erase_user(&user).await?;
+    let hash = ids::sha256_hex(&user.id);
+    let record = AuditEntry::new(
+        &format!("~deleted-users#{}", &hash[..1]),
+        "USER_DELETED",
+        "USER",
+        None,
+    )
+    .with_metadata(serde_json::json!({ "userIdHash": hash, "erased": erased }));
+    app.store.append_audit(&record).await?;
+    tracing::info!(items = erased.items, "account erased");
+    Ok(ApiResponse::no_content())
+}
+
+/// `GET /v1/me/export`: all of the user's data as JSON (never tokens or password hashes).
+pub async fn export(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let user = signed_in_user(app, req).await?;
+    let now = Utc::now();
+    let admission = app
+        .store
+        .count_attempt(&EXPORTS_PER_USER, &user.id, now.timestamp())
+        .await?;
+    throttling::refusal(admission, "exports of this account")?;
+    let (accounts, calendars, feeds, audit) = tokio::try_join!(
+        app.store.accounts(&user.id),
+        app.store.connections(&user.id),
+        app.store.feeds(&user.id),
+        app.store.audit_entries(&user.id),
+    )?;
+    let mut events = Vec::new();
+    for calendar in &calendars {
+        for event in app.store.calendar_events(&calendar.id).await? {
+            if events.len() == MAX_EXPORT_EVENTS {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "export_too_large",
+                    format!("more than {MAX_EXPORT_EVENTS} events: too many for one answer"),
+                ));
+            }
+            events.push(super::events::dto(&event, calendar));
+        }
+    }
+    let connections = super::connections::connection_dtos(accounts, &calendars);
+    let export = ExportDto {
+        exported_at: now.into(),
+        user: UserDto::from(&user),
+        connections,
+        calendars: calendars
+            .iter()
+            .map(super::calendars::CalendarDto::from)
+            .collect(),
+        events,
+        feeds: feeds
+            .into_iter()
+            .map(super::feeds::FeedSummaryDto::from)
+            .collect(),
+        audit_log: audit.into_iter().map(AuditEntryDto::from).collect(),
+    };
+    let audit = AuditEntry::new(&user.id, "USER_DATA_EXPORTED", "USER", Some(&user.id))
+        .with_metadata(serde_json::json!({ "events": export.events.len() }));
+    app.store.append_audit(&audit).await?;
+    ApiResponse::ok(&export)
 }
 
 pub async fn me(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
@@ -374,20 +512,7 @@ pub async fn audit_log(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             after.as_deref(),
         )
         .await?;
-    let entries = page
-        .entries
-        .into_iter()
-        .map(|e| AuditEntryDto {
-            id: e.id,
-            action: e.action,
-            resource_type: e.resource_type,
-            resource_id: e.resource_id,
-            status: e.status,
-            error_message: e.error_message,
-            metadata: e.metadata,
-            created_at: e.created_at.into(),
-        })
-        .collect();
+    let entries = page.entries.into_iter().map(AuditEntryDto::from).collect();
     let next_cursor = page
         .next
         .map(|sk| ids::encode_cursor(&serde_json::json!({ "a": sk })));

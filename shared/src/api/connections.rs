@@ -102,7 +102,16 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         app.store.accounts(&user_id),
         app.store.connections(&user_id)
     )?;
-    let calendars = super::calendars::visible(calendars);
+    let connections = connection_dtos(accounts, &calendars);
+    ApiResponse::ok(&ConnectionListDto { connections })
+}
+
+/// The connected accounts, oldest first, each with its live calendars.
+pub(super) fn connection_dtos(
+    accounts: Vec<ProviderAccount>,
+    calendars: &[Connection],
+) -> Vec<ConnectionDto> {
+    let calendars = super::calendars::visible(calendars.to_vec());
     let mut connections: Vec<ConnectionDto> = accounts
         .into_iter()
         .filter(|a| a.is_connected)
@@ -122,7 +131,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         })
         .collect();
     connections.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
-    ApiResponse::ok(&ConnectionListDto { connections })
+    connections
 }
 
 /// `DELETE /v1/connections/{id}`: the account's calendars are removed as `DELETE

@@ -131,6 +131,16 @@ pub struct FeedSummaryDto {
     pub created_at: Instant,
 }
 
+impl From<crate::store::FeedEntry> for FeedSummaryDto {
+    fn from(f: crate::store::FeedEntry) -> Self {
+        Self {
+            id: f.id,
+            name: f.name,
+            created_at: f.created_at.into(),
+        }
+    }
+}
+
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedListDto {
@@ -146,11 +156,7 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         .feeds(&user_id)
         .await?
         .into_iter()
-        .map(|f| FeedSummaryDto {
-            id: f.id,
-            name: f.name,
-            created_at: f.created_at.into(),
-        })
+        .map(FeedSummaryDto::from)
         .collect();
     ApiResponse::ok(&FeedListDto { feeds })
 }

@@ -7,6 +7,7 @@ mod connections;
 mod events;
 mod expiry;
 mod feeds;
+mod footprint;
 mod oauth_states;
 mod sync_state;
 mod throttle;
@@ -29,6 +30,7 @@ pub use events::{
     time_sort_key, EventFilter, EventPage, Expect, RangeContents, RangeQuery, SeriesOverrides,
 };
 pub use feeds::{Feed, FeedEntry};
+pub use footprint::Erased;
 pub use oauth_states::{Rejected, StateRejection};
 
 pub use sync_state::{StoredKey, SyncLease};

@@ -4,6 +4,7 @@
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
+use super::footprint::delete_request;
 use super::{from_item, n, s, to_item, Item, Store, StoreError, StoreResult};
 use crate::model::{AuditEntry, Session, User};
 
@@ -17,17 +18,6 @@ fn user_pk(id: &str) -> String {
 
 fn session_entry_sk(token_hash: &str) -> String {
     format!("SESSION#{token_hash}")
-}
-
-fn delete_request(pk: String, sk: String) -> StoreResult<aws_sdk_dynamodb::types::WriteRequest> {
-    let delete = aws_sdk_dynamodb::types::DeleteRequest::builder()
-        .key("pk", s(pk))
-        .key("sk", s(sk))
-        .build()
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
-        .delete_request(delete)
-        .build())
 }
 
 fn email_pk(email: &str) -> String {

@@ -710,6 +710,155 @@ async fn connections_are_listed_and_disconnected_with_revocation() {
     assert_eq!(google["calendars"].as_array().unwrap().len(), 3);
 }
 
+/// Items of partition `pk` in the table of `table_var`.
+async fn partition(table_var: &str, pk: &str) -> usize {
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk().await);
+    ddb.query()
+        .table_name(&stack().environment[table_var])
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+        .send()
+        .await
+        .unwrap()
+        .count as usize
+}
+
+#[tokio::test]
+async fn an_account_is_exported_whole_then_erased_from_every_table() {
+    let (emulator, app, user) = setup("erasure").await;
+    let flow = consent(&app, &user, "google").await;
+    callback(&app, "google", &flow).await;
+    let calendars = app.store.connections(&user.id).await.unwrap();
+    let calendar = &calendars.iter().find(|c| c.is_primary).unwrap().id;
+    let (status, event) = call(
+        &app,
+        send(Method::POST, "/v1/events", &user.token, &serde_json::json!({
+            "calendarId": calendar, "title": "Mine",
+            "start": {"dateTime": "2026-07-06T09:00:00Z"}, "end": {"dateTime": "2026-07-06T10:00:00Z"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{event}");
+    let (_, feed) = call(
+        &app,
+        send(
+            Method::POST,
+            "/v1/feeds",
+            &user.token,
+            &serde_json::json!({}),
+        ),
+    )
+    .await;
+
+    let (status, export) = call(&app, get("/v1/me/export", &user.token)).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["user"]["email"], user.email.as_str());
+    assert_eq!(
+        export["connections"][0]["calendars"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(export["calendars"].as_array().unwrap().len(), 3);
+    assert!(export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["id"] == event["id"]));
+    assert_eq!(export["feeds"][0]["id"], feed["id"]);
+    assert!(export["auditLog"].as_array().unwrap().len() >= 3);
+    // No secret in it: not the tokens, not the password hash, not the feed URL's token.
+    let account = app.store.accounts(&user.id).await.unwrap().remove(0);
+    let access = app
+        .cipher()
+        .unwrap()
+        .open(
+            account.access_token.as_ref().unwrap(),
+            SecretContext {
+                user_id: &user.id,
+                account_id: &account.id,
+                field: "access_token",
+            },
+        )
+        .await
+        .unwrap();
+    let text = export.to_string();
+    let feed_token = feed["url"].as_str().unwrap().rsplit('/').nth(1).unwrap();
+    for secret in [access.expose(), "$argon2", feed_token, user.token.as_str()] {
+        assert!(!text.contains(secret), "the export holds a secret");
+    }
+
+    // Erasure: the password confirms it.
+    let erase = |password: &str| {
+        send(
+            Method::DELETE,
+            "/v1/me",
+            &user.token,
+            &serde_json::json!({"password": password}),
+        )
+    };
+    let (status, body) = call(&app, erase("not the password")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_password"))
+    );
+    let (status, body) = call(&app, erase("a long enough password")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        stats(&emulator).await["google"]["revocations"],
+        1,
+        "the grant was revoked"
+    );
+    assert_eq!(
+        call(&app, get("/v1/me", &user.token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let user_pk = format!("USER#{}", user.id);
+    for table in ["USERS_TABLE", "CONNECTIONS_TABLE", "AUDIT_TABLE"] {
+        assert_eq!(
+            partition(table, &user_pk).await,
+            0,
+            "{table} keeps items of the user"
+        );
+    }
+    for calendar in &calendars {
+        assert_eq!(
+            partition("EVENTS_TABLE", &format!("CONN#{}", calendar.id)).await,
+            0
+        );
+    }
+    let feed_id = feed["id"].as_str().unwrap();
+    assert_eq!(
+        partition("USERS_TABLE", &format!("FEED#{feed_id}")).await,
+        0
+    );
+    assert_eq!(
+        partition(
+            "USERS_TABLE",
+            &format!("SESSION#{}", ids::sha256_hex(&user.token))
+        )
+        .await,
+        0
+    );
+    // The e-mail is free again; only an anonymised record of the erasure is kept.
+    let (status, _) = call(
+        &app,
+        ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
+            "email": user.email, "password": "a long enough password", "firstName": "A", "lastName": "B"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let hash = ids::sha256_hex(&user.id);
+    assert!(
+        partition(
+            "AUDIT_TABLE",
+            &format!("USER#~deleted-users#{}", &hash[..1])
+        )
+        .await
+            >= 1
+    );
+}
+
 fn query_req(token: &str) -> ApiRequest {
     query(get("/v1/audit-log", token), &[("limit", "50")])
 }

@@ -214,6 +214,7 @@ async fn every_instant_every_route_returns_is_utc_z_to_the_millisecond() {
         post(&format!("/v1/calendars/{calendar}/sync"), json!({}))
     );
     hit!("/v1/audit-log", get("/v1/audit-log", &user.token));
+    hit!("/v1/me/export", get("/v1/me/export", &user.token));
 
     // Every route that answers JSON with content was exercised (not: 204s, redirects, the
     // feed's text, the OpenAPI document, and the Apple connect, which needs a CalDAV server).
