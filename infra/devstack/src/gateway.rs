@@ -92,7 +92,18 @@ impl Gateway {
         }
         let mut response = self.forward(req).await;
         if let Some(cors) = &self.cors {
-            cors.decorate(origin.as_ref(), response.headers_mut());
+            // API Gateway's CORS headers replace a function's (cargo lambda's function URLs add
+            // permissive ones of their own, which a deployed API never sends).
+            let headers = response.headers_mut();
+            let upstream: Vec<_> = headers
+                .keys()
+                .filter(|k| k.as_str().starts_with("access-control-") || k.as_str() == "vary")
+                .cloned()
+                .collect();
+            for name in upstream {
+                headers.remove(name);
+            }
+            cors.decorate(origin.as_ref(), headers);
         }
         response
     }
