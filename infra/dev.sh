@@ -75,7 +75,8 @@ PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
     --set "MICROSOFT_AUTH_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/authorize" \
     --set "MICROSOFT_TOKEN_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/token" \
     --set "MICROSOFT_API_BASE=$PROVIDERS/microsoft/v1.0" \
-    --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=127.0.0.1:$CALDAV_PORT"
+    --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=127.0.0.1:$CALDAV_PORT" \
+    --set "MAIL_OUTBOX_DIR=$PWD/.dev/outbox" --set "PASSWORD_RESET_URL=http://127.0.0.1:$API_PORT/reset-password"
 
   echo "AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT"
   echo "AWS_REGION=us-east-1"
@@ -142,6 +143,7 @@ cat <<MSG
   Load sample data:  make seed      (then log in as demo@calsync.dev / demo-password)
   Emulated Google / Microsoft: http://127.0.0.1:$PROVIDER_PORT (accounts alice@gmail.test, bob@outlook.test)
   CalDAV (Radicale):  http://127.0.0.1:$CALDAV_PORT  (alice / alice-app-password)
+  Mail (password resets): .dev/outbox/*.eml   (SES in AWS; nothing leaves this machine here)
 
   Walkthrough:       README.md
   Press Ctrl-C to stop everything.

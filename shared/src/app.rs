@@ -28,6 +28,7 @@ struct Clients {
     cipher: OnceLock<Option<TokenCipher>>,
     sqs: OnceLock<aws_sdk_sqs::Client>,
     http: OnceLock<reqwest::Client>,
+    mailer: OnceLock<Option<crate::mail::Mailer>>,
 }
 
 impl App {
@@ -56,6 +57,31 @@ impl App {
         self.lazy
             .sqs
             .get_or_init(|| aws_sdk_sqs::Client::new(&self.sdk))
+    }
+
+    /// Where mail to users goes; an error where none is configured.
+    pub fn mailer(&self) -> ApiResult<&crate::mail::Mailer> {
+        use crate::mail::Mailer;
+        self.lazy
+            .mailer
+            .get_or_init(
+                || match (&self.config.mail_outbox_dir, &self.config.mail_from) {
+                    (Some(dir), _) => Some(Mailer::Outbox(dir.into())),
+                    (None, Some(from)) => Some(Mailer::Ses {
+                        client: aws_sdk_sesv2::Client::new(&self.sdk),
+                        from: from.clone(),
+                    }),
+                    (None, None) => None,
+                },
+            )
+            .as_ref()
+            .ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "mail_not_configured",
+                    "this server sends no mail (MAIL_FROM is not set)",
+                )
+            })
     }
 
     /// The client for provider calls (OAuth, calendar APIs, CalDAV).

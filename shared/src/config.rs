@@ -28,6 +28,11 @@ pub struct Config {
     pub caldav_policy: UrlPolicy,
     /// Per-request timeout of provider calls.
     pub provider_timeout: std::time::Duration,
+    /// Mail: a local outbox directory (dev stack, tests), else SES from this address.
+    pub mail_outbox_dir: Option<String>,
+    pub mail_from: Option<String>,
+    /// The app's page that takes a password-reset token (`?token=…` is appended).
+    pub password_reset_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +81,9 @@ impl Config {
                     .filter(|ms| (100..=120_000).contains(ms))
                     .unwrap_or(20_000),
             ),
+            mail_outbox_dir: optional("MAIL_OUTBOX_DIR"),
+            mail_from: optional("MAIL_FROM"),
+            password_reset_url: optional("PASSWORD_RESET_URL"),
             caldav_policy: UrlPolicy::allowing_http_loopback(
                 optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref(),
             )

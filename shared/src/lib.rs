@@ -17,6 +17,7 @@ pub mod ids;
 
 pub mod jobs;
 pub mod lambda;
+pub mod mail;
 pub mod model;
 pub mod providers;
 pub mod queue;

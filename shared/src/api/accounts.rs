@@ -51,6 +51,47 @@ pub struct ChangePasswordRequest {
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetRequest {
+    #[schemars(email, length(max = 254))]
+    pub email: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResetConfirmRequest {
+    /// The token from the e-mail's link.
+    pub token: String,
+    /// At least 10 characters, at most 1024 bytes (UTF-8).
+    #[schemars(length(min = 10, max = 1024))]
+    pub new_password: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetAcceptedDto {
+    /// The same whether or not an account has the address.
+    pub message: String,
+}
+
+/// How long a reset link works.
+const RESET_TTL_MINUTES: i64 = 30;
+
+/// Reset e-mails per address per hour (a mailbox cannot be flooded through us).
+const RESETS_PER_ACCOUNT: crate::store::Limit = crate::store::Limit {
+    kind: "reset-account",
+    max: 3,
+    window_seconds: 60 * 60,
+};
+
+/// Reset requests per source address per hour.
+const RESETS_PER_SOURCE: crate::store::Limit = crate::store::Limit {
+    kind: "reset-source",
+    max: 20,
+    window_seconds: 60 * 60,
+};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteAccountRequest {
     /// The account's password, to confirm.
     pub password: String,
@@ -364,6 +405,110 @@ pub async fn change_password(app: &App, req: &ApiRequest) -> ApiResult<ApiRespon
         .set_password_hash(&user.id, &auth::hash_password(new_password)?, &audit)
         .await?;
     Ok(ApiResponse::no_content())
+}
+
+/// `POST /v1/auth/password-reset`: mails a single-use link (30 minutes) when an account has the
+/// address. The answer is the same either way, and so is the work (decisions 48).
+pub async fn request_reset(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let body: ResetRequest = json_body(req)?;
+    let email = input::email(&body.email, "email")?;
+    let mailer = app.mailer()?;
+    let now = Utc::now();
+    let by_account = app
+        .store
+        .count_attempt(
+            &RESETS_PER_ACCOUNT,
+            &ids::sha256_hex(&email),
+            now.timestamp(),
+        )
+        .await?;
+    throttling::refusal(by_account, "reset requests for this address")?;
+    if let Some(source) = throttling::source_subject(req) {
+        let by_source = app
+            .store
+            .count_attempt(&RESETS_PER_SOURCE, &source, now.timestamp())
+            .await?;
+        throttling::refusal(by_source, "reset requests from this address")?;
+    }
+    match app.store.login_candidate(&email).await? {
+        Some(user) => {
+            let token = ids::new_secret_token();
+            let expires = now + Duration::minutes(RESET_TTL_MINUTES);
+            app.store
+                .create_reset_token(&ids::sha256_hex(&token), &user.id, expires.timestamp())
+                .await?;
+            let base = app.config.password_reset_url.as_deref().unwrap_or_default();
+            let separator = if base.contains('?') { '&' } else { '?' };
+            let message = crate::mail::Message {
+                to: user.email.clone(),
+                subject: "Reset your calsync password".into(),
+                text: format!(
+                    "Someone asked to reset the password of your calsync account.\n\n\
+                     To choose a new one, open this link within {RESET_TTL_MINUTES} minutes:\n\
+                     {base}{separator}token={token}\n\n\
+                     If it was not you, ignore this message: your password stays as it is."
+                ),
+            };
+            if let Err(e) = mailer.send(&message).await {
+                tracing::error!(error = %e, "reset mail not sent");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "mail_unavailable",
+                    "the e-mail could not be sent; try again later",
+                ));
+            }
+            let audit =
+                AuditEntry::new(&user.id, "PASSWORD_RESET_REQUESTED", "USER", Some(&user.id));
+            app.store.append_audit(&audit).await?;
+        }
+        None => {
+            let audit = unknown_email_audit(&email);
+            app.store.append_audit(&audit).await?;
+        }
+    }
+    ApiResponse::json(
+        StatusCode::ACCEPTED,
+        &ResetAcceptedDto {
+            message: "if an account has this address, a reset link is on its way".into(),
+        },
+    )
+}
+
+/// `POST /v1/auth/password-reset/confirm`: a token from the e-mail sets a new password, once;
+/// every session of the account ends.
+pub async fn confirm_reset(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    let body: ResetConfirmRequest = json_body(req)?;
+    let new_password = password(&body.new_password)?;
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_token",
+            "the reset link is unknown, used or expired; ask for a new one",
+        )
+    };
+    if body.token.is_empty() || body.token.len() > 128 {
+        return Err(invalid());
+    }
+    let hash = ids::sha256_hex(&body.token);
+    let Some(user_id) = app
+        .store
+        .consume_reset_token(&hash, Utc::now().timestamp())
+        .await?
+    else {
+        return Err(invalid());
+    };
+    let ended = app.store.end_sessions(&user_id, None).await?;
+    let audit = AuditEntry::new(&user_id, "PASSWORD_RESET", "USER", Some(&user_id))
+        .with_metadata(serde_json::json!({ "sessionsEnded": ended }));
+    match app
+        .store
+        .set_password_hash(&user_id, &auth::hash_password(new_password)?, &audit)
+        .await
+    {
+        Ok(()) => Ok(ApiResponse::no_content()),
+        // The account was erased after the link was sent.
+        Err(crate::store::StoreError::ConditionFailed) => Err(invalid()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks a password the request gives for an action on the account, counted like a sign-in

@@ -31,6 +31,11 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
         ),
         Op::Logout => (None, None),
         Op::ChangePassword => (Some(schema::<accounts::ChangePasswordRequest>), None),
+        Op::RequestReset => (
+            Some(schema::<accounts::ResetRequest>),
+            Some(schema::<accounts::ResetAcceptedDto>),
+        ),
+        Op::ConfirmReset => (Some(schema::<accounts::ResetConfirmRequest>), None),
         Op::DeleteAccount => (Some(schema::<accounts::DeleteAccountRequest>), None),
         Op::ExportData => (None, Some(schema::<accounts::ExportDto>)),
         Op::Me => (None, Some(schema::<accounts::UserDto>)),

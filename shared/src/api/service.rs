@@ -94,6 +94,8 @@ async fn accounts_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
         Op::Logout => accounts::logout(app, req).await,
         Op::Me => accounts::me(app, req).await,
         Op::ChangePassword => accounts::change_password(app, req).await,
+        Op::RequestReset => accounts::request_reset(app, req).await,
+        Op::ConfirmReset => accounts::confirm_reset(app, req).await,
         Op::DeleteAccount => accounts::delete_account(app, req).await,
         Op::ExportData => accounts::export(app, req).await,
         Op::AuditLog => accounts::audit_log(app, req).await,

@@ -9,6 +9,7 @@ mod expiry;
 mod feeds;
 mod footprint;
 mod oauth_states;
+mod reset_tokens;
 mod sync_state;
 mod throttle;
 mod users;

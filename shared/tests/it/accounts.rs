@@ -557,3 +557,100 @@ async fn a_password_change_needs_the_current_one_and_ends_every_other_session() 
         "{actions:?}"
     );
 }
+
+/// The messages in a local outbox, oldest first.
+fn outbox(dir: &std::path::Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_password_is_reset_by_an_emailed_single_use_link() {
+    let dir = std::env::temp_dir().join(format!("calsync-outbox-{}", ids::new_id()));
+    let app = app_with(&[("MAIL_OUTBOX_DIR", dir.display().to_string())]).await;
+    let user = register(&app, "reset").await;
+    let ask = |email: &str| post("/v1/auth/password-reset", &json!({"email": email}));
+    let (status, known) = call(&app, ask(&user.email)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{known}");
+    let (status, unknown) = call(&app, ask(&unique_email("nobody"))).await;
+    assert_eq!(
+        (status, &unknown),
+        (StatusCode::ACCEPTED, &known),
+        "no account is revealed"
+    );
+    let (status, body) = call(&app, ask("not an address")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_email")
+    );
+    let mail = outbox(&dir);
+    assert_eq!(mail.len(), 1, "one mail, to the account that exists");
+    assert!(mail[0].contains(&format!("To: {}", user.email)));
+    let token = mail[0]
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (stored, _) = call(&app, get("/v1/audit-log", &user.token)).await;
+    assert!(!stored.to_string().contains(&token));
+
+    let confirm = |token: &str, password: &str| {
+        post(
+            "/v1/auth/password-reset/confirm",
+            &json!({"token": token, "newPassword": password}),
+        )
+    };
+    let (status, body) = call(&app, confirm("made-up-token", "a fresh password here")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
+    let (status, _) = call(&app, confirm(&token, "a fresh password here")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Once only; every session ended; the new password signs in.
+    let (status, body) = call(&app, confirm(&token, "another password again")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_token")
+    );
+    assert_eq!(
+        call(&app, get("/v1/me", &user.token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let login = |password: &str| {
+        post(
+            "/v1/auth/login",
+            &json!({"email": user.email, "password": password}),
+        )
+    };
+    assert_eq!(
+        call(&app, login("a long enough password")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, session) = call(&app, login("a fresh password here")).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions = audit_actions(&app, session["token"].as_str().unwrap()).await;
+    for action in ["PASSWORD_RESET_REQUESTED", "PASSWORD_RESET"] {
+        assert!(actions.contains(&action.to_owned()), "{actions:?}");
+    }
+    // Three requests an hour per address: the fourth is refused, and sends nothing.
+    for _ in 0..2 {
+        assert_eq!(call(&app, ask(&user.email)).await.0, StatusCode::ACCEPTED);
+    }
+    let (status, body) = call(&app, ask(&user.email)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    );
+    assert_eq!(outbox(&dir).len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

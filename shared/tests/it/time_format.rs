@@ -66,7 +66,13 @@ fn check(value: &Value, key: &str, at: &str) -> usize {
 
 #[tokio::test]
 async fn every_instant_every_route_returns_is_utc_z_to_the_millisecond() {
-    let (_emulator, app, user) = crate::oauth_flow::setup("times").await;
+    let outbox =
+        std::env::temp_dir().join(format!("calsync-times-outbox-{}", calsync::ids::new_id()));
+    let (_emulator, app, user) = crate::oauth_flow::setup_with(
+        "times",
+        &[("MAIL_OUTBOX_DIR", outbox.display().to_string())],
+    )
+    .await;
     let mut covered: BTreeSet<(String, &'static str)> = BTreeSet::new();
     let mut checked = 0;
     let mut exercise = |route: &'static str, status: StatusCode, body: &Value, method: &Method| {
@@ -215,6 +221,12 @@ async fn every_instant_every_route_returns_is_utc_z_to_the_millisecond() {
     );
     hit!("/v1/audit-log", get("/v1/audit-log", &user.token));
     hit!("/v1/me/export", get("/v1/me/export", &user.token));
+    hit!(
+        "/v1/auth/password-reset",
+        ApiRequest::new(Method::POST, "/v1/auth/password-reset")
+            .with_json(&json!({"email": user.email}))
+    );
+    let _ = std::fs::remove_dir_all(&outbox);
 
     // Every route that answers JSON with content was exercised (not: 204s, redirects, the
     // feed's text, the OpenAPI document, and the Apple connect, which needs a CalDAV server).
