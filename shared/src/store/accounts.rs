@@ -48,19 +48,8 @@ impl Store {
 
     /// Every provider account of a user, disconnected ones included.
     pub async fn accounts(&self, user_id: &str) -> StoreResult<Vec<ProviderAccount>> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.connections)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :acct)")
-            .expression_attribute_values(":pk", s(user_pk(user_id)))
-            .expression_attribute_values(":acct", s("ACCT#"))
-            .consistent_read(true);
-        self.query_all(query)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        self.partition_items(&self.connections, user_pk(user_id), Some("ACCT#"))
+            .await
     }
 
     pub async fn account(&self, user_id: &str, id: &str) -> StoreResult<Option<ProviderAccount>> {

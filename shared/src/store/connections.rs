@@ -83,19 +83,8 @@ impl Store {
 
     /// Every connection of a user, deleted ones included (callers decide what to show).
     pub async fn connections(&self, user_id: &str) -> StoreResult<Vec<Connection>> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.connections)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-            .expression_attribute_values(":pk", s(user_pk(user_id)))
-            .expression_attribute_values(":conn", s("CONN#"))
-            .consistent_read(true);
-        self.query_all(query)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        self.partition_items(&self.connections, user_pk(user_id), Some("CONN#"))
+            .await
     }
 
     pub async fn connection(&self, user_id: &str, id: &str) -> StoreResult<Option<Connection>> {

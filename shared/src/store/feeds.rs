@@ -3,7 +3,7 @@
 //! deleted in one transaction. The token is the credential of the feed URL, so only its hash is
 //! stored; the hash is also the feed's id.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 
 use super::{from_item, s, to_item, Store, StoreError, StoreResult};
 
@@ -36,15 +36,7 @@ pub struct FeedEntry {
 
 impl Store {
     pub async fn create_feed(&self, token_hash: &str, feed: &Feed) -> StoreResult<()> {
-        let build = |item| {
-            Put::builder()
-                .table_name(&self.users)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| StoreError::Backend(e.to_string()))
-        };
+        let build = |item| self.put_new(&self.users, item);
         let (pk, sk) = listing_key(&feed.user_id, token_hash);
         let entry = FeedEntry {
             id: token_hash.to_owned(),
@@ -71,20 +63,8 @@ impl Store {
     /// The user's feeds, oldest first.
     pub async fn feeds(&self, user_id: &str) -> StoreResult<Vec<FeedEntry>> {
         let (pk, prefix) = listing_key(user_id, "");
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.users)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :feed)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":feed", s(prefix))
-            .consistent_read(true);
-        let mut feeds: Vec<FeedEntry> = self
-            .query_all(query)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect::<StoreResult<_>>()?;
+        let mut feeds: Vec<FeedEntry> =
+            self.partition_items(&self.users, pk, Some(&prefix)).await?;
         feeds.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(feeds)
     }

@@ -163,11 +163,68 @@ impl Store {
         chrono::Utc::now().trunc_subsecs(0)
     }
 
+    /// A transaction item creating `item` in `table`, which fails if its key exists.
+    pub(crate) fn put_new(&self, table: &str, item: Item) -> StoreResult<TransactWriteItem> {
+        aws_sdk_dynamodb::types::Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map(|put| TransactWriteItem::builder().put(put).build())
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    /// A consistent Query on partition `pk` of `table`: every item, or those whose sort key
+    /// begins with `sk_prefix`.
+    fn partition_query(
+        &self,
+        table: &str,
+        pk: impl Into<String>,
+        sk_prefix: Option<&str>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let query = self
+            .ddb
+            .query()
+            .table_name(table)
+            .expression_attribute_values(":pk", s(pk))
+            .consistent_read(true);
+        match sk_prefix {
+            Some(prefix) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("pk = :pk"),
+        }
+    }
+
+    /// The items of a partition (under a sort-key prefix), read as `T`.
+    async fn partition_items<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        pk: impl Into<String>,
+        sk_prefix: Option<&str>,
+    ) -> StoreResult<Vec<T>> {
+        self.query_all(self.partition_query(table, pk, sk_prefix))
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
     /// Every item a Query matches, following its pages (each page counted in the stats).
     async fn query_all(
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     ) -> StoreResult<Vec<Item>> {
+        Ok(self.query_up_to(query, usize::MAX).await?.0)
+    }
+
+    /// The items a Query matches, following its pages until more than `max` are read; says
+    /// whether there were more than `max` (then only `max` are returned).
+    async fn query_up_to(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        max: usize,
+    ) -> StoreResult<(Vec<Item>, bool)> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -181,8 +238,12 @@ impl Store {
                 .read(u64::try_from(page.scanned_count).unwrap_or(0));
             items.extend(page.items.unwrap_or_default());
             start = page.last_evaluated_key;
+            if items.len() > max {
+                items.truncate(max);
+                return Ok((items, true));
+            }
             if start.is_none() {
-                return Ok(items);
+                return Ok((items, false));
             }
         }
     }

@@ -68,31 +68,16 @@ impl Store {
         browser_hash: &str,
         now_epoch: i64,
     ) -> StoreResult<Result<OAuthState, Rejected>> {
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.users)
-            .key("pk", s(state_pk(state_hash)))
-            .key("sk", s(OAUTH))
-            .condition_expression(
-                "attribute_exists(pk) AND #consumed = :false AND attribute_not_exists(browserHash) \
-                 AND launchBy > :now AND provider = :provider",
-            )
-            .update_expression("SET browserHash = :browser")
-            .expression_attribute_names("#consumed", "consumed")
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":browser", s(browser_hash))
-            .expression_attribute_values(":now", n(now_epoch))
-            .expression_attribute_values(":provider", s(provider.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(Ok(from_item(out.attributes.unwrap_or_default())?)),
-            Err(err) => rejection(err, provider, |state| state.browser_hash.is_some()),
-        }
+        let step = StateStep {
+            condition: "attribute_not_exists(browserHash) AND launchBy > :now",
+            update: "SET browserHash = :browser",
+            value: (":browser", s(browser_hash)),
+            returns: ReturnValue::AllNew,
+        };
+        self.state_step(state_hash, provider, now_epoch, step, |state| {
+            state.browser_hash.is_some()
+        })
+        .await
     }
 
     /// Marks the state used if it exists, is unused, unexpired and of this provider; otherwise
@@ -103,6 +88,26 @@ impl Store {
         provider: Provider,
         now_epoch: i64,
     ) -> StoreResult<Result<OAuthState, Rejected>> {
+        let step = StateStep {
+            condition: "expiresAt > :now",
+            update: "SET #consumed = :true, expiresAt = :now",
+            value: (":true", AttributeValue::Bool(true)),
+            returns: ReturnValue::AllOld,
+        };
+        self.state_step(state_hash, provider, now_epoch, step, |_| false)
+            .await
+    }
+
+    /// One conditional step of a state: it must exist, be unconsumed, of `provider`, and meet
+    /// the step's own condition; `taken` tells from the item whether the step was done before.
+    async fn state_step(
+        &self,
+        state_hash: &str,
+        provider: Provider,
+        now_epoch: i64,
+        step: StateStep,
+        taken: impl Fn(&OAuthState) -> bool,
+    ) -> StoreResult<Result<OAuthState, Rejected>> {
         self.stats.write();
         let result = self
             .ddb
@@ -110,24 +115,33 @@ impl Store {
             .table_name(&self.users)
             .key("pk", s(state_pk(state_hash)))
             .key("sk", s(OAUTH))
-            .condition_expression(
-                "attribute_exists(pk) AND #consumed = :false AND expiresAt > :now AND provider = :provider",
-            )
-            .update_expression("SET #consumed = :true, expiresAt = :now")
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #consumed = :false AND provider = :provider AND {}",
+                step.condition
+            ))
+            .update_expression(step.update)
             .expression_attribute_names("#consumed", "consumed")
             .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":now", n(now_epoch))
             .expression_attribute_values(":provider", s(provider.as_str()))
-            .return_values(ReturnValue::AllOld)
+            .expression_attribute_values(step.value.0, step.value.1)
+            .return_values(step.returns)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(out) => Ok(Ok(from_item(out.attributes.unwrap_or_default())?)),
-            Err(err) => rejection(err, provider, |_| false),
+            Err(err) => rejection(err, provider, taken),
         }
     }
+}
+
+/// What a step of a state checks and writes, beyond what every step does.
+struct StateStep {
+    condition: &'static str,
+    update: &'static str,
+    value: (&'static str, AttributeValue),
+    returns: ReturnValue,
 }
 
 /// Why a conditional update of a state failed, from the item as it was; `used` says whether

@@ -106,14 +106,12 @@ impl Store {
         prefix: &str,
     ) -> StoreResult<Vec<StoredKey>> {
         let query = self
-            .ddb
-            .query()
-            .table_name(&self.events)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
-            .expression_attribute_values(":prefix", s(format!("EVT#{prefix}")))
-            .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk, timePk")
-            .consistent_read(true);
+            .partition_query(
+                &self.events,
+                format!("CONN#{connection_id}"),
+                Some(&format!("EVT#{prefix}")),
+            )
+            .projection_expression("eventKey, deletedAt, pendingChange, startTime, parentEventId, originalStartTime, originSk, timePk");
         let mut out = Vec::new();
         for item in self.query_all(query).await? {
             let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();

@@ -44,15 +44,7 @@ impl Store {
             &[("pk", email_pk(&user.email)), ("sk", EMAIL.into())],
         )?;
         claim.insert("email".into(), s(user.email.clone()));
-        let new_item = |item| {
-            Put::builder()
-                .table_name(&self.users)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(|e| StoreError::Backend(e.to_string()))
-        };
+        let new_item = |item| self.put_new(&self.users, item);
         let items = vec![new_item(profile)?, new_item(claim)?, self.audit_put(audit)?];
         match self.transact(items).await {
             Ok(()) => Ok(Registration::Created),
@@ -112,12 +104,7 @@ impl Store {
                 ("expiryPk", super::expiry::expiry_key(SESSION, token_hash)),
             ],
         )?;
-        let put = Put::builder()
-            .table_name(&self.users)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let put = self.put_new(&self.users, item)?;
         // The user's list of sessions, so all of them can be ended (password change, deletion).
         let mut entry = Item::new();
         entry.insert("pk".into(), s(user_pk(&session.user_id)));
@@ -129,7 +116,7 @@ impl Store {
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         self.transact(vec![
-            TransactWriteItem::builder().put(put).build(),
+            put,
             TransactWriteItem::builder().put(entry).build(),
             self.audit_put(audit)?,
         ])
@@ -139,13 +126,8 @@ impl Store {
     /// Ends every session of the user but `keep` (a token hash); returns how many ended.
     pub async fn end_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<usize> {
         let query = self
-            .ddb
-            .query()
-            .table_name(&self.users)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :session)")
-            .expression_attribute_values(":pk", s(user_pk(user_id)))
-            .expression_attribute_values(":session", s(session_entry_sk("")))
-            .consistent_read(true);
+            .partition_query(&self.users, user_pk(user_id), Some(&session_entry_sk("")))
+            .projection_expression("sk");
         let mut requests = Vec::new();
         let mut ended = 0;
         for entry in self.query_all(query).await? {
