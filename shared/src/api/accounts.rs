@@ -593,16 +593,16 @@ pub async fn export(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     )?;
     let mut events = Vec::new();
     for calendar in &calendars {
-        for event in app.store.calendar_events(&calendar.id).await? {
-            if events.len() == MAX_EXPORT_EVENTS {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "export_too_large",
-                    format!("more than {MAX_EXPORT_EVENTS} events: too many for one answer"),
-                ));
-            }
-            events.push(super::events::dto(&event, calendar));
+        let room = MAX_EXPORT_EVENTS - events.len();
+        let (stored, more) = app.store.calendar_events(&calendar.id, room).await?;
+        if more {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "export_too_large",
+                format!("more than {MAX_EXPORT_EVENTS} events: too many for one answer"),
+            ));
         }
+        events.extend(stored.iter().map(|e| super::events::dto(e, calendar)));
     }
     let connections = super::connections::connection_dtos(accounts, &calendars);
     let export = ExportDto {

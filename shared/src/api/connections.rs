@@ -368,6 +368,18 @@ async fn complete(
             return refuse(app, provider, user, "OAUTH_CALLBACK_REJECTED", code).await;
         }
     };
+    // A flow outlives its account only if the account was erased meanwhile: connecting it then
+    // would write tokens and calendars for a user that no longer exists, which nothing erases.
+    if app.store.user(&record.user_id).await?.is_none() {
+        return refuse(
+            app,
+            provider,
+            None,
+            "OAUTH_CALLBACK_REJECTED",
+            "state_unknown",
+        )
+        .await;
+    }
     // The state is spent either way: a callback from another browser burns it.
     let binding = browser_binding::read(req, state);
     if !browser_binding::matches(binding, record.browser_hash.as_deref()) {

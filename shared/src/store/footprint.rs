@@ -36,13 +36,8 @@ impl Store {
     /// The keys of every item in partition `pk` of `table`.
     async fn partition_keys(&self, table: &str, pk: &str) -> StoreResult<Vec<Key>> {
         let query = self
-            .ddb
-            .query()
-            .table_name(table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(pk))
-            .projection_expression("pk, sk")
-            .consistent_read(true);
+            .partition_query(table, pk, None)
+            .projection_expression("pk, sk");
         Ok(self
             .query_all(query)
             .await?
@@ -64,37 +59,28 @@ impl Store {
         Ok(count)
     }
 
-    /// Every stored event item of a calendar: events, series, exceptions and soft-deleted ones.
-    pub async fn calendar_events(&self, connection_id: &str) -> StoreResult<Vec<Event>> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.events)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :evt)")
-            .expression_attribute_values(":pk", s(format!("CONN#{connection_id}")))
-            .expression_attribute_values(":evt", s("EVT#"))
-            .consistent_read(true);
-        self.query_all(query)
-            .await?
+    /// The stored event items of a calendar (events, series, exceptions, soft-deleted ones), at
+    /// most `max`; whether there were more. Reading stops there, so a huge calendar costs no more
+    /// than the cap.
+    pub async fn calendar_events(
+        &self,
+        connection_id: &str,
+        max: usize,
+    ) -> StoreResult<(Vec<Event>, bool)> {
+        let query =
+            self.partition_query(&self.events, format!("CONN#{connection_id}"), Some("EVT#"));
+        let (items, more) = self.query_up_to(query, max).await?;
+        let events = items
             .into_iter()
             .map(from_item)
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        Ok((events, more))
     }
 
     /// The user's whole audit log, oldest first.
     pub async fn audit_entries(&self, user_id: &str) -> StoreResult<Vec<AuditEntry>> {
-        let query = self
-            .ddb
-            .query()
-            .table_name(&self.audit)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("USER#{user_id}")))
-            .consistent_read(true);
-        self.query_all(query)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        self.partition_items(&self.audit, format!("USER#{user_id}"), None)
+            .await
     }
 
     /// Deletes every item of the user in every table. Idempotent: a second run after a failure

@@ -788,6 +788,9 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
         assert!(!text.contains(secret), "the export holds a secret");
     }
 
+    // A connection started before the erasure and finished after it.
+    let late = consent(&app, &user, "microsoft").await;
+
     // Erasure: the password confirms it.
     let erase = |password: &str| {
         send(
@@ -813,6 +816,9 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
         call(&app, get("/v1/me", &user.token)).await.0,
         StatusCode::UNAUTHORIZED
     );
+    assert!(callback(&app, "microsoft", &late)
+        .await
+        .ends_with("error=state_unknown"));
     let user_pk = format!("USER#{}", user.id);
     for table in ["USERS_TABLE", "CONNECTIONS_TABLE", "AUDIT_TABLE"] {
         assert_eq!(
@@ -857,6 +863,47 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
         .await
             >= 1
     );
+}
+
+/// The export's cap holds at its size, across calendars, and reading stops there.
+#[tokio::test]
+async fn an_export_over_its_cap_is_refused_without_reading_everything() {
+    let app = app().await;
+    let user = register(&app, "big-export").await;
+    let max = calsync::api::MAX_EXPORT_EVENTS;
+    let events = |conn: &calsync::model::Connection, count: usize| -> Vec<calsync::model::Event> {
+        (0..count)
+            .map(|i| {
+                let start = t("2026-01-05T09:00:00Z") + Duration::hours(i as i64);
+                calsync::model::Event::new(
+                    &user.id,
+                    &conn.id,
+                    &format!("e{i}"),
+                    "Filler",
+                    (start, start + Duration::minutes(30)),
+                    calsync::store::Store::now(),
+                )
+            })
+            .collect()
+    };
+    for name in ["export-0", "export-1"] {
+        let conn = connect(&app, &user, name, false).await;
+        app.store.put_events(&events(&conn, max / 2)).await.unwrap();
+    }
+    let (status, export) = call(&app, get("/v1/me/export", &user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(export["events"].as_array().unwrap().len(), max);
+    // One more event, in a third calendar: refused, having read at most one page past the cap.
+    let conn = connect(&app, &user, "export-2", false).await;
+    app.store.put_events(&events(&conn, 1)).await.unwrap();
+    let before = app.store.stats();
+    let (status, body) = call(&app, get("/v1/me/export", &user.token)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("export_too_large"))
+    );
+    let read = app.store.stats().items_read - before.items_read;
+    assert!(read <= (max + 1000) as u64, "read {read} items");
 }
 
 fn query_req(token: &str) -> ApiRequest {
