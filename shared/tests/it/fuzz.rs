@@ -4,43 +4,18 @@
 
 use std::process::Command;
 
-use calsync::app::App;
-use calsync::config::Config;
-use calsync_devstack::emulator::Emulator;
-use calsync_devstack::provision::provision;
-use calsync_devstack::template::Template;
-
 use crate::http_api::serve_http;
-use crate::support::{register, TEMPLATE};
-
-/// The fuzzer's own AWS emulator: its 1,600 requests in seconds neither see nor disturb the
-/// other tests' data (moto serves concurrent writers to one table with races of its own).
-async fn own_stack(provider: &calsync_provider_emulator::EmulatorHandle) -> (Emulator, App) {
-    let emulator = tokio::task::spawn_blocking(Emulator::start)
-        .await
-        .unwrap()
-        .expect("the AWS emulator");
-    let sdk = calsync_devstack::local_sdk_config(&emulator.endpoint).await;
-    let template = Template::load(TEMPLATE.as_ref()).unwrap();
-    let mut env = provision(&sdk, &template, "fuzz-")
-        .await
-        .unwrap()
-        .environment;
-    env.extend(
-        crate::oauth_flow::oauth_config(provider)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let outbox = std::env::temp_dir().join(format!("calsync-fuzz-outbox-{}", std::process::id()));
-    env.insert("MAIL_OUTBOX_DIR".into(), outbox.display().to_string());
-    let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-    (emulator, App::new(&sdk, config))
-}
+use crate::support::{app_on_own_emulator, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
     let provider = calsync_provider_emulator::spawn().expect("provider emulator");
-    let (_aws, app) = own_stack(&provider).await;
+    // Its own AWS emulator: its 1,600 requests in seconds neither see nor disturb the other
+    // tests' data (moto serves concurrent writers to one table with races of its own).
+    let outbox = std::env::temp_dir().join(format!("calsync-fuzz-outbox-{}", std::process::id()));
+    let mut config = crate::oauth_flow::oauth_config(&provider);
+    config.push(("MAIL_OUTBOX_DIR", outbox.display().to_string()));
+    let (_aws, app) = app_on_own_emulator("fuzz", &config).await;
     let user = register(&app, "fuzz").await;
     let base = serve_http(app).await;
     let report =

@@ -868,7 +868,8 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
 /// The export's cap holds at its size, across calendars, and reading stops there.
 #[tokio::test]
 async fn an_export_over_its_cap_is_refused_without_reading_everything() {
-    let app = app().await;
+    // Loading thousands of events into the shared emulator would slow every other test.
+    let (_aws, app) = app_on_own_emulator("export", &[]).await;
     let user = register(&app, "big-export").await;
     let max = calsync::api::MAX_EXPORT_EVENTS;
     let events = |conn: &calsync::model::Connection, count: usize| -> Vec<calsync::model::Event> {

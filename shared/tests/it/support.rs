@@ -102,6 +102,27 @@ pub async fn isolated_app(tag: &str, overrides: &[(&str, String)]) -> App {
     App::new(&sdk, config)
 }
 
+/// An app on an AWS emulator of its own, for tests whose load would slow or disturb the others
+/// (the fuzzer's thousands of requests, thousands of events loaded at once): moto serves one
+/// request at a time per process. Keep the emulator for as long as the app is used.
+pub async fn app_on_own_emulator(tag: &str, overrides: &[(&str, String)]) -> (Emulator, App) {
+    let emulator = tokio::task::spawn_blocking(Emulator::start)
+        .await
+        .unwrap()
+        .expect("the AWS emulator");
+    let sdk = local_sdk_config(&emulator.endpoint).await;
+    let template = Template::load(TEMPLATE.as_ref()).expect("template.yaml");
+    let mut env = provision(&sdk, &template, &format!("{tag}-"))
+        .await
+        .expect("provision")
+        .environment;
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), v.clone());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+    (emulator, App::new(&sdk, config))
+}
+
 /// The raw stored item, as DynamoDB holds it.
 pub async fn raw_item(
     table_var: &str,
