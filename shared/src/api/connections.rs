@@ -106,7 +106,8 @@ pub async fn list(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     ApiResponse::ok(&ConnectionListDto { connections })
 }
 
-/// The connected accounts, oldest first, each with its live calendars.
+/// The connected accounts, oldest first (same second: by provider, then e-mail), each with its
+/// live calendars.
 pub(super) fn connection_dtos(
     accounts: Vec<ProviderAccount>,
     calendars: &[Connection],
@@ -130,7 +131,16 @@ pub(super) fn connection_dtos(
             connected_at: account.created_at.into(),
         })
         .collect();
-    connections.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then(a.id.cmp(&b.id)));
+    // Connection times are whole seconds: two accounts connected within one second keep a
+    // stable, readable order (provider, then e-mail) instead of their ids' arbitrary one.
+    connections.sort_by(|a, b| {
+        (a.connected_at, a.provider.as_str(), &a.email, &a.id).cmp(&(
+            b.connected_at,
+            b.provider.as_str(),
+            &b.email,
+            &b.id,
+        ))
+    });
     connections
 }
 
