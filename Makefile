@@ -24,8 +24,8 @@ API_PORT ?= 3000
 export AWS_PORT LAMBDA_PORT API_PORT
 
 # The Lambda functions: what `make build` builds and `make package` ships (template.yaml's binaries).
-FUNCTIONS := accounts-api calendars-api events-api connections-api oauth-callback \
-	token-refresh cleanup sync-scheduler sync-worker
+FUNCTIONS := accounts-api calendars-api events-api connections-api oauth-callback changes-api push-receiver \
+	token-refresh cleanup sync-scheduler sync-worker webhook-dispatcher
 # Release artifacts for the template's architecture (arm64), one bootstrap.zip per function.
 LAMBDA_DIR := $(CARGO_TARGET_DIR)/lambda-arm64
 # The budget each zip must keep (the issue "Lean functions"); the init bench checks it too.

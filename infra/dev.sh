@@ -76,7 +76,8 @@ PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
     --set "MICROSOFT_TOKEN_URL=$PROVIDERS/microsoft/common/oauth2/v2.0/token" \
     --set "MICROSOFT_API_BASE=$PROVIDERS/microsoft/v1.0" \
     --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=127.0.0.1:$CALDAV_PORT" \
-    --set "MAIL_OUTBOX_DIR=$PWD/.dev/outbox" --set "PASSWORD_RESET_URL=http://127.0.0.1:$API_PORT/reset-password"
+    --set "MAIL_OUTBOX_DIR=$PWD/.dev/outbox" --set "PASSWORD_RESET_URL=http://127.0.0.1:$API_PORT/reset-password" \
+    --set "PUSH_NOTIFICATION_BASE=http://127.0.0.1:$API_PORT"
 
   echo "AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT"
   echo "AWS_REGION=us-east-1"

@@ -13,6 +13,8 @@ pub struct Config {
     pub connections_table: String,
     pub events_table: String,
     pub audit_table: String,
+    /// The change log (`GET /v1/changes`, outbound webhooks).
+    pub changes_table: String,
     pub session_ttl_days: i64,
     /// KMS key that encrypts provider secrets.
     pub token_key_id: Option<String>,
@@ -26,6 +28,16 @@ pub struct Config {
     pub microsoft: Option<OAuthSettings>,
     pub caldav_default_server: String,
     pub caldav_policy: UrlPolicy,
+    /// Which webhook URLs we deliver to: https and public, plus loopback `ip:port`s in
+    /// `WEBHOOK_ALLOW_HTTP_LOOPBACK` (the dev stack, tests).
+    pub webhook_policy: UrlPolicy,
+    /// The webhook delivery queue (SQS FIFO, one group per webhook) and its dead letters.
+    pub webhook_queue_url: Option<String>,
+    pub webhook_dead_letter_url: Option<String>,
+    /// Delivery attempts before a delivery is dead-lettered, and the first retry's delay
+    /// (doubling after each attempt).
+    pub webhook_max_attempts: u32,
+    pub webhook_retry_base: std::time::Duration,
     /// Per-request timeout of provider calls.
     pub provider_timeout: std::time::Duration,
     /// Mail: a local outbox directory (dev stack, tests), else SES from this address.
@@ -33,6 +45,9 @@ pub struct Config {
     pub mail_from: Option<String>,
     /// The app's page that takes a password-reset token (`?token=…` is appended).
     pub password_reset_url: Option<String>,
+    /// Public base URL providers send push notifications to (`/push/google`,
+    /// `/push/microsoft`); unset: no channels, calendars are polled.
+    pub push_notification_base: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +80,12 @@ impl Config {
             connections_table: required("CONNECTIONS_TABLE")?,
             events_table: required("EVENTS_TABLE")?,
             audit_table: required("AUDIT_TABLE")?,
+            changes_table: required("CHANGES_TABLE")?,
             session_ttl_days,
             token_key_id: optional("TOKEN_KEY_ID"),
             sync_queue_url: optional("SYNC_QUEUE_URL"),
+            push_notification_base: optional("PUSH_NOTIFICATION_BASE")
+                .map(|b| b.trim_end_matches('/').to_owned()),
             oauth_callback_base: optional("OAUTH_CALLBACK_BASE")
                 .map(|b| b.trim_end_matches('/').to_owned()),
             app_redirect_url: optional("APP_REDIRECT_URL"),
@@ -87,7 +105,23 @@ impl Config {
             caldav_policy: UrlPolicy::allowing_http_loopback(
                 optional("CALDAV_ALLOW_HTTP_LOOPBACK").as_deref(),
             )
-            .map_err(ConfigError)?,
+            .map_err(|e| ConfigError(format!("CALDAV_ALLOW_HTTP_LOOPBACK: {e}")))?,
+            webhook_policy: UrlPolicy::allowing_http_loopback(
+                optional("WEBHOOK_ALLOW_HTTP_LOOPBACK").as_deref(),
+            )
+            .map_err(|e| ConfigError(format!("WEBHOOK_ALLOW_HTTP_LOOPBACK: {e}")))?,
+            webhook_queue_url: optional("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_url: optional("WEBHOOK_DEAD_LETTER_URL"),
+            webhook_max_attempts: optional("WEBHOOK_MAX_ATTEMPTS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=20).contains(n))
+                .unwrap_or(8),
+            webhook_retry_base: std::time::Duration::from_secs(
+                optional("WEBHOOK_RETRY_BASE_SECONDS")
+                    .and_then(|v| v.parse().ok())
+                    .filter(|s| (1..=3600).contains(s))
+                    .unwrap_or(60),
+            ),
         })
     }
 

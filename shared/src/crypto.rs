@@ -260,3 +260,8 @@ impl TokenCipher {
             .map_err(|_| CryptoError::Undecryptable)
     }
 }
+
+/// Compares two secrets (or their hashes) in time that depends on their length only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use crate::api::{ApiRequest, Service};
 use crate::app::App;
 use crate::config::Config;
+use crate::queue::{BatchResponse, SqsEvent};
 
 /// Builds the app from the environment; shared by every function.
 pub async fn app_from_env() -> Result<App, lambda_http::Error> {
@@ -153,17 +154,32 @@ pub async fn run_job(job: &'static Job) -> Result<(), lambda_http::Error> {
     .await
 }
 
-/// Runs the SQS-fed sync worker, reporting partial batch failures.
-pub async fn run_sync_worker() -> Result<(), lambda_http::Error> {
+/// An SQS-fed function: its handler answers a batch with its partial failures.
+pub struct QueueConsumer {
+    name: &'static str,
+    handle: for<'a> fn(&'a App, SqsEvent) -> BoxFuture<'a, BatchResponse>,
+}
+
+pub static SYNC_WORKER: QueueConsumer = QueueConsumer {
+    name: "sync",
+    handle: |app, event| Box::pin(crate::sync::worker::handle(app, event)),
+};
+pub static WEBHOOK_DISPATCHER: QueueConsumer = QueueConsumer {
+    name: "deliver",
+    handle: |app, event| Box::pin(crate::api::delivery::handle(app, event)),
+};
+
+/// Runs an SQS-fed function, reporting partial batch failures.
+pub async fn run_queue_consumer(
+    consumer: &'static QueueConsumer,
+) -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     let app = app_from_env().await?;
     let app = &app;
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<crate::sync::worker::SqsEvent>| async move {
-            let span = tracing::info_span!("sync", request_id = %event.context.request_id);
-            let response = crate::sync::worker::handle(app, event.payload)
-                .instrument(span)
-                .await;
+        move |event: LambdaEvent<SqsEvent>| async move {
+            let span = tracing::info_span!("batch", request_id = %event.context.request_id, consumer = consumer.name);
+            let response = (consumer.handle)(app, event.payload).instrument(span).await;
             Ok::<_, lambda_http::Error>(response)
         },
     ))

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod mail;
 pub mod model;
+pub mod notify;
 pub mod providers;
 pub mod queue;
 pub mod recurrence;

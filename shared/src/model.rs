@@ -138,6 +138,26 @@ pub struct Connection {
     /// Live events of this calendar, kept by atomic ADD with every create and delete.
     #[serde(default)]
     pub event_count: i64,
+    /// The provider's push channel for this calendar (Google channel, Graph subscription).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushChannel>,
+}
+
+/// A provider's push channel of one calendar: Google `events.watch` channel or Microsoft Graph
+/// subscription. Its secret (channel token, `clientState`) is stored only as a hash, with the
+/// channel's own record (`store::push`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushChannel {
+    /// Google channel id, or Graph subscription id.
+    pub id: String,
+    /// Google's `resourceId`, which `channels.stop` needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    /// The provider asked for it to be renewed (Graph `reauthorizationRequired`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renew: bool,
 }
 
 impl Connection {
@@ -168,6 +188,7 @@ impl Connection {
             deleted_at: None,
             created_at: now,
             event_count: 0,
+            push: None,
         }
     }
 

@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    calsync::lambda::run_sync_worker().await
+    calsync::lambda::run_queue_consumer(&calsync::lambda::SYNC_WORKER).await
 }

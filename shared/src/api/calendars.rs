@@ -138,10 +138,11 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
         Err(e) => return Err(e.into()),
     }
     let calendars = app.store.connections(&user_id).await?;
-    let account_id = calendars
-        .iter()
-        .find(|c| c.id == id)
-        .and_then(|c| c.account_id.clone());
+    let deleted = calendars.iter().find(|c| c.id == id);
+    if let Some(calendar) = deleted {
+        crate::sync::push::retire(app, calendar).await;
+    }
+    let account_id = deleted.and_then(|c| c.account_id.clone());
     if let Some(account_id) = account_id {
         let still_used = calendars.iter().any(|c| {
             c.deleted_at.is_none() && c.account_id.as_deref() == Some(account_id.as_str())

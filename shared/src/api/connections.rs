@@ -613,6 +613,12 @@ pub(super) async fn disconnect_account(
     let Some(account) = app.store.account(user_id, account_id).await? else {
         return Ok(());
     };
+    // Channels first: stopping them needs the grant that is about to be revoked.
+    for calendar in app.store.connections(user_id).await? {
+        if calendar.account_id.as_deref() == Some(account_id) {
+            crate::sync::push::retire(app, &calendar).await;
+        }
+    }
     let mut revoked = false;
     if let (Some(settings), Some(sealed)) = (
         app.config.oauth(account.provider),

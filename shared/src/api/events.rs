@@ -675,10 +675,12 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     }
     let audit = AuditEntry::new(&user_id, "EVENT_CREATED", "EVENT", Some(&event.public_id()))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
-    app.store
+    let reservation = app
+        .store
         .create_event(&event, &audit)
         .await
         .map_err(write_error)?;
+    app.after_local_write(&[&event], &[reservation]).await;
     ApiResponse::json(StatusCode::CREATED, &dto(&event, &calendar))
 }
 
@@ -756,10 +758,12 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     mark_changed(&mut event, Store::now());
     let audit = AuditEntry::new(&user_id, "EVENT_UPDATED", "EVENT", Some(id))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
-    app.store
+    let reservation = app
+        .store
         .replace_event(&event, expected_version, &audit)
         .await
         .map_err(write_error)?;
+    app.after_local_write(&[&event], &[reservation]).await;
     ApiResponse::ok(&dto(&event, &calendar))
 }
 
@@ -796,9 +800,11 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     mark_deleted(&mut event, Store::now(), false);
     let audit = AuditEntry::new(&user_id, "EVENT_DELETED", "EVENT", Some(id))
         .with_metadata(serde_json::json!({ "calendarId": calendar.id }));
-    app.store
+    let reservation = app
+        .store
         .replace_event(&event, expected_version, &audit)
         .await
         .map_err(write_error)?;
+    app.after_local_write(&[&event], &[reservation]).await;
     Ok(ApiResponse::no_content())
 }

@@ -5,10 +5,14 @@
 mod accounts;
 mod browser_binding;
 mod calendars;
+mod changes;
 mod connections;
+pub mod delivery;
 mod events;
 mod feeds;
+mod push;
 mod throttling;
+mod webhooks;
 pub use feeds::render as render_feed;
 mod input;
 pub mod instant;

@@ -7,7 +7,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::routes::{Operation, ParamKind, RouteSpec, ROUTES};
-use super::{accounts, calendars, connections, events, feeds, schedule};
+use super::{accounts, calendars, changes, connections, events, feeds, push, schedule, webhooks};
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
@@ -78,6 +78,26 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
             Some(schema::<connections::ConnectedDto>),
         ),
         Op::OAuthStart | Op::OAuthCallback => (None, None),
+        Op::ListChanges => (None, Some(schema::<changes::ChangePageDto>)),
+        Op::GooglePush => (None, None),
+        Op::CreateWebhook => (
+            Some(schema::<webhooks::CreateWebhookRequest>),
+            Some(schema::<webhooks::WebhookCreatedDto>),
+        ),
+        Op::ListWebhooks => (None, Some(schema::<webhooks::WebhookListDto>)),
+        Op::UpdateWebhook => (
+            Some(schema::<webhooks::UpdateWebhookRequest>),
+            Some(schema::<webhooks::WebhookDto>),
+        ),
+        Op::DeleteWebhook => (None, None),
+        Op::RotateWebhookSecret => (
+            Some(schema::<webhooks::RotateSecretRequest>),
+            Some(schema::<webhooks::RotatedSecretDto>),
+        ),
+        Op::GraphPush | Op::GraphLifecycle => (
+            Some(schema::<push::GraphNotifications>),
+            Some(schema::<push::NotificationReceipt>),
+        ),
     }
 }
 
@@ -238,6 +258,16 @@ fn build() -> Value {
             success["links"] = links;
         }
         responses.insert(spec.status.to_string(), success);
+        if matches!(
+            spec.operation,
+            Operation::GraphPush | Operation::GraphLifecycle
+        ) {
+            responses.insert(
+                "200".into(),
+                json!({"description": "The validation handshake: validationToken, echoed",
+                       "content": {"text/plain": {"schema": {"type": "string"}}}}),
+            );
+        }
         for status in error_statuses(spec, request.is_some()) {
             let mut response = error_response(error_description(status));
             if status == 429 || status == 503 {

@@ -38,10 +38,14 @@ async fn save(
     count: i64,
     entry: &AuditEntry,
 ) -> ApiResult<()> {
-    app.store
+    let reservations = app
+        .store
         .write_events(writes, count, entry)
         .await
-        .map_err(edit_error)
+        .map_err(edit_error)?;
+    let events: Vec<&Event> = writes.iter().map(|(e, _)| e).collect();
+    app.after_local_write(&events, &reservations).await;
+    Ok(())
 }
 
 /// Maps a failed edit transaction (`Store::write_events`: the calendar, the audit entry, then the

@@ -11,6 +11,8 @@ pub enum RouteGroup {
     Events,
     Connections,
     OAuthCallback,
+    Changes,
+    Push,
 }
 
 impl RouteGroup {
@@ -22,6 +24,8 @@ impl RouteGroup {
             Self::Events => "events-api",
             Self::Connections => "connections-api",
             Self::OAuthCallback => "oauth-callback",
+            Self::Changes => "changes-api",
+            Self::Push => "push-receiver",
         }
     }
 
@@ -31,6 +35,8 @@ impl RouteGroup {
             Self::Calendars => "calendars",
             Self::Events => "events",
             Self::Connections | Self::OAuthCallback => "connections",
+            Self::Changes => "changes",
+            Self::Push => "push",
         }
     }
 }
@@ -71,6 +77,15 @@ pub enum Operation {
     ListFeeds,
     OAuthStart,
     OAuthCallback,
+    ListChanges,
+    CreateWebhook,
+    ListWebhooks,
+    UpdateWebhook,
+    DeleteWebhook,
+    RotateWebhookSecret,
+    GooglePush,
+    GraphPush,
+    GraphLifecycle,
 }
 
 pub struct QueryParam {
@@ -591,6 +606,121 @@ pub static ROUTES: &[RouteSpec] = &[
         ],
         status: 302,
         errors: &[],
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/changes",
+        operation: Operation::ListChanges,
+        group: RouteGroup::Changes,
+        summary: "Every created, changed and deleted event since a cursor, in the order they happened; paged and resumable",
+        authenticated: true,
+        query: &[
+            param(
+                "cursor",
+                false,
+                "The nextCursor of the previous answer; `now` starts at the present (no changes, a cursor); absent: from the oldest change kept (30 days).",
+            ),
+            param("limit", false, "Changes per page (1-1000, default 100).")
+                .of(ParamKind::Integer { min: 1, max: 1000 }),
+        ],
+        status: 200,
+        errors: &[410],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/webhooks",
+        operation: Operation::CreateWebhook,
+        group: RouteGroup::Changes,
+        summary: "Register a URL for signed deliveries of the account's changes (event.created, event.updated, event.deleted); answers the signing secret once",
+        authenticated: true,
+        query: &[],
+        status: 201,
+        errors: &[409, 415],
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/v1/webhooks",
+        operation: Operation::ListWebhooks,
+        group: RouteGroup::Changes,
+        summary: "The account's webhooks, with their state (never their secrets)",
+        authenticated: true,
+        query: &[],
+        status: 200,
+        errors: &[],
+    },
+    RouteSpec {
+        method: Method::PATCH,
+        path: "/v1/webhooks/{id}",
+        operation: Operation::UpdateWebhook,
+        group: RouteGroup::Changes,
+        summary: "Change a webhook's URL or event types, or enable it again after it was disabled",
+        authenticated: true,
+        query: &[],
+        status: 200,
+        errors: &[409, 415],
+    },
+    RouteSpec {
+        method: Method::DELETE,
+        path: "/v1/webhooks/{id}",
+        operation: Operation::DeleteWebhook,
+        group: RouteGroup::Changes,
+        summary: "Delete a webhook: deliveries stop",
+        authenticated: true,
+        query: &[],
+        status: 204,
+        errors: &[],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/v1/webhooks/{id}/rotate-secret",
+        operation: Operation::RotateWebhookSecret,
+        group: RouteGroup::Changes,
+        summary: "A new signing secret; the current one keeps signing beside it for overlapHours (default 24)",
+        authenticated: true,
+        query: &[],
+        status: 200,
+        errors: &[409, 415],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/push/google",
+        operation: Operation::GooglePush,
+        group: RouteGroup::Push,
+        summary: "Google Calendar push notifications (events.watch channels): checked against the channel's id and token, then one sync of that calendar is queued",
+        authenticated: false,
+        query: &[],
+        status: 204,
+        errors: &[404],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/push/microsoft",
+        operation: Operation::GraphPush,
+        group: RouteGroup::Push,
+        summary: "Microsoft Graph change notifications (and the subscription validation handshake: ?validationToken= is echoed as text/plain)",
+        authenticated: false,
+        query: &[param(
+            "validationToken",
+            false,
+            "Graph's validation handshake: echoed as text/plain with 200.",
+        )],
+        status: 202,
+        errors: &[415],
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/push/microsoft/lifecycle",
+        operation: Operation::GraphLifecycle,
+        group: RouteGroup::Push,
+        summary: "Microsoft Graph lifecycle notifications: reauthorizationRequired, subscriptionRemoved, missed",
+        authenticated: false,
+        query: &[param(
+            "validationToken",
+            false,
+            "Graph's validation handshake: echoed as text/plain with 200.",
+        )],
+        status: 202,
+        errors: &[415],
     },
 ];
 

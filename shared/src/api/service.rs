@@ -6,7 +6,9 @@
 use futures_util::future::BoxFuture;
 
 use super::routes::{Operation, RouteGroup};
-use super::{accounts, calendars, connections, events, feeds, openapi, schedule};
+use super::{
+    accounts, calendars, changes, connections, events, feeds, openapi, push, schedule, webhooks,
+};
 use super::{ApiRequest, ApiResponse};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -44,6 +46,14 @@ pub static CONNECTIONS: Service = Service {
 pub static OAUTH_CALLBACK: Service = Service {
     group: Some(RouteGroup::OAuthCallback),
     dispatch: |app, call| Box::pin(oauth_callback_routes(app, call)),
+};
+pub static CHANGES: Service = Service {
+    group: Some(RouteGroup::Changes),
+    dispatch: |app, call| Box::pin(changes_routes(app, call)),
+};
+pub static PUSH: Service = Service {
+    group: Some(RouteGroup::Push),
+    dispatch: |app, call| Box::pin(push_routes(app, call)),
 };
 pub static ALL: Service = Service {
     group: None,
@@ -153,6 +163,27 @@ async fn oauth_callback_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiRespo
     }
 }
 
+async fn changes_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    match call.operation {
+        Op::ListChanges => changes::list(app, call.req).await,
+        Op::CreateWebhook => webhooks::create(app, call.req).await,
+        Op::ListWebhooks => webhooks::list(app, call.req).await,
+        Op::UpdateWebhook => webhooks::update(app, call.req, call.id()?).await,
+        Op::DeleteWebhook => webhooks::delete(app, call.req, call.id()?).await,
+        Op::RotateWebhookSecret => webhooks::rotate_secret(app, call.req, call.id()?).await,
+        _ => Err(call.unserved()),
+    }
+}
+
+async fn push_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
+    match call.operation {
+        Op::GooglePush => push::google(app, call.req).await,
+        Op::GraphPush => push::microsoft(app, call.req).await,
+        Op::GraphLifecycle => push::microsoft_lifecycle(app, call.req).await,
+        _ => Err(call.unserved()),
+    }
+}
+
 async fn all_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
     match call.group {
         RouteGroup::Accounts => accounts_routes(app, call).await,
@@ -160,5 +191,7 @@ async fn all_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
         RouteGroup::Events => events_routes(app, call).await,
         RouteGroup::Connections => connections_routes(app, call).await,
         RouteGroup::OAuthCallback => oauth_callback_routes(app, call).await,
+        RouteGroup::Changes => changes_routes(app, call).await,
+        RouteGroup::Push => push_routes(app, call).await,
     }
 }

@@ -30,7 +30,8 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// The policy for `CALDAV_ALLOW_HTTP_LOOPBACK`: comma-separated loopback `ip:port` pairs.
+    /// The policy for a list of comma-separated loopback `ip:port` pairs
+    /// (`CALDAV_ALLOW_HTTP_LOOPBACK`, `WEBHOOK_ALLOW_HTTP_LOOPBACK`).
     pub fn allowing_http_loopback(list: Option<&str>) -> Result<Self, String> {
         let allowed = list
             .into_iter()
@@ -42,9 +43,7 @@ impl UrlPolicy {
                     .parse::<std::net::SocketAddr>()
                     .ok()
                     .filter(|addr| addr.ip().is_loopback())
-                    .ok_or_else(|| {
-                        format!("CALDAV_ALLOW_HTTP_LOOPBACK: {entry:?} is not a loopback ip:port")
-                    })
+                    .ok_or_else(|| format!("{entry:?} is not a loopback ip:port"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -62,8 +61,13 @@ impl UrlPolicy {
     }
 
     pub fn check(&self, raw: &str) -> Result<url::Url, ProviderError> {
+        self.check_field(raw, "serverUrl")
+    }
+
+    /// [`Self::check`], naming the URL `field` in its refusals.
+    pub fn check_field(&self, raw: &str, field: &str) -> Result<url::Url, ProviderError> {
         let url = url::Url::parse(raw)
-            .map_err(|_| ProviderError::Refused(format!("serverUrl {raw:?} is not a URL")))?;
+            .map_err(|_| ProviderError::Refused(format!("{field} {raw:?} is not a URL")))?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
         let ip = host.parse::<IpAddr>().ok();
         let loopback = ip.is_some_and(|ip| ip.is_loopback());
@@ -71,17 +75,17 @@ impl UrlPolicy {
             "http" if loopback && self.allows_http(&url, ip) => return Ok(url),
             "https" => {}
             _ => {
-                return Err(ProviderError::Refused(
-                    "serverUrl must be an https:// URL".into(),
-                ))
+                return Err(ProviderError::Refused(format!(
+                    "{field} must be an https:// URL"
+                )))
             }
         }
         // Names are checked when they resolve (net::PublicOnlyResolver); literals here.
         let private = loopback || ip.is_some_and(|ip| !super::net::is_public(ip));
         if private {
-            return Err(ProviderError::Refused(
-                "serverUrl must name a public host".into(),
-            ));
+            return Err(ProviderError::Refused(format!(
+                "{field} must name a public host"
+            )));
         }
         Ok(url)
     }

@@ -145,6 +145,7 @@ impl Store {
             until_attribute: "leaseUntil",
             owner_attribute: "leaseOwner",
             condition: "isConnected = :true",
+            clears: None,
         };
         self.take_lease(user_id, &spec, now, until)
             .await?

@@ -43,6 +43,8 @@ pub(crate) struct LeaseSpec {
     pub owner_attribute: &'static str,
     /// What else must hold (uses `:true`).
     pub condition: &'static str,
+    /// An attribute taking the lease removes (a request the lease now serves).
+    pub clears: Option<&'static str>,
 }
 
 /// What a PATCH of a calendar may change.
@@ -295,8 +297,12 @@ impl Store {
                 until = spec.until_attribute
             ))
             .update_expression(format!(
-                "SET {} = :until, {} = :owner",
-                spec.until_attribute, spec.owner_attribute
+                "SET {} = :until, {} = :owner{}",
+                spec.until_attribute,
+                spec.owner_attribute,
+                spec.clears
+                    .map(|a| format!(" REMOVE {a}"))
+                    .unwrap_or_default()
             ))
             .expression_attribute_values(
                 ":true",

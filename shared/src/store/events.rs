@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
 
+use super::changes::{ChangeEntry, Reservation};
 use super::connections::user_pk;
 use super::{from_item, s, to_item, Item, Store, StoreError, StoreResult, StoredKey};
 use crate::model::{AuditEntry, Event};
@@ -212,13 +213,22 @@ impl Store {
             .transpose()
     }
 
-    /// Creates a new event on a live calendar, counting it, with its audit entry.
-    /// `TransactionCancelled` with a failed condition at index 1 means the calendar is not live.
-    pub async fn create_event(&self, event: &Event, audit: &AuditEntry) -> StoreResult<()> {
+    /// Creates a new event on a live calendar, counting it, with its audit entry and its change
+    /// commit. `TransactionCancelled` with a failed condition at index 1 means the calendar is
+    /// not live.
+    pub async fn create_event(
+        &self,
+        event: &Event,
+        audit: &AuditEntry,
+    ) -> StoreResult<Reservation> {
         let put = self.event_put(event, Expect::Absent)?;
         let count = self.live_connection_check(&event.user_id, &event.connection_id, 1)?;
-        self.transact(vec![put, count, self.audit_put(audit)?])
-            .await
+        self.transact_recorded(
+            &event.user_id,
+            vec![put, count, self.audit_put(audit)?],
+            vec![ChangeEntry::of(event)],
+        )
+        .await
     }
 
     /// Replaces an event if it still has `expected_version` (optimistic concurrency). A deletion
@@ -228,12 +238,35 @@ impl Store {
         event: &Event,
         expected_version: u64,
         audit: &AuditEntry,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Reservation> {
         let put = self.event_put(event, Expect::Version(expected_version))?;
         let delta = if event.is_deleted() { -1 } else { 0 };
         let check = self.live_connection_check(&event.user_id, &event.connection_id, delta)?;
-        self.transact(vec![put, check, self.audit_put(audit)?])
-            .await
+        self.transact_recorded(
+            &event.user_id,
+            vec![put, check, self.audit_put(audit)?],
+            vec![ChangeEntry::of(event)],
+        )
+        .await
+    }
+
+    /// Runs a transaction with the commit of its changes as its last item. A failed transaction
+    /// fills its number with an empty commit, so readers of the log need not wait for it.
+    async fn transact_recorded(
+        &self,
+        user_id: &str,
+        mut items: Vec<TransactWriteItem>,
+        entries: Vec<ChangeEntry>,
+    ) -> StoreResult<Reservation> {
+        let reservation = self.reserve_changes(user_id, 1).await?;
+        items.push(self.commit_put(&reservation, entries)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(reservation),
+            Err(e) => {
+                self.void_commit(&reservation).await;
+                Err(e)
+            }
+        }
     }
 
     /// Writes the outcome of a write-back, if nobody changed the event since it was read.
@@ -260,10 +293,10 @@ impl Store {
         writes: &[(Event, Expect)],
         count_delta: i64,
         audit: &AuditEntry,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<Reservation>> {
         const IN_TRANSACTION: usize = 90;
         let Some((first, _)) = writes.first() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let (now, later) = writes.split_at(writes.len().min(IN_TRANSACTION));
         // The calendar first: a failed condition at index 0 means it is gone, elsewhere that an
@@ -275,9 +308,14 @@ impl Store {
         for (event, expect) in now {
             items.push(self.event_put(event, *expect)?);
         }
-        self.transact(items).await?;
+        let entries = now.iter().map(|(e, _)| ChangeEntry::of(e)).collect();
+        let mut reservations = vec![
+            self.transact_recorded(&first.user_id, items, entries)
+                .await?,
+        ];
         let rest: Vec<Event> = later.iter().map(|(e, _)| e.clone()).collect();
-        self.put_events(&rest).await
+        reservations.extend(self.put_events(&rest).await?);
+        Ok(reservations)
     }
 
     fn event_put(&self, event: &Event, expect: Expect) -> StoreResult<TransactWriteItem> {
@@ -300,8 +338,13 @@ impl Store {
     }
 
     /// Writes many events with BatchWriteItem (25 a request), retrying unprocessed items with
-    /// backoff. Idempotent: the key is (connection, event key). Counts are the caller's to adjust.
-    pub async fn put_events(&self, events: &[Event]) -> StoreResult<()> {
+    /// backoff, after recording their changes. Idempotent: the key is (connection, event key).
+    /// Counts are the caller's to adjust.
+    pub async fn put_events(&self, events: &[Event]) -> StoreResult<Vec<Reservation>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reservations = self.record_changes(events).await?;
         let requests = events
             .iter()
             .map(|e| {
@@ -312,7 +355,8 @@ impl Store {
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        self.write_batch(&self.events, requests).await
+        self.write_batch(&self.events, requests).await?;
+        Ok(reservations)
     }
 
     /// Provider id -> our key, for the connection's events whose provider assigned its own id.

@@ -1,6 +1,6 @@
-//! A user's whole footprint across the four tables: read for the data export, deleted for the
+//! A user's whole footprint across the five tables: read for the data export, deleted for the
 //! account's erasure. Every item of a user is under a partition this module can name from the
-//! user: `USER#<id>` (Users, Connections, Audit), `CONN#<connectionId>` (Events) for each of the
+//! user: `USER#<id>` (Users, Connections, Audit, Changes), `CONN#<connectionId>` (Events) for each of the
 //! user's calendars, and the items those point to (sessions, feeds, the e-mail claim).
 
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
@@ -106,6 +106,9 @@ impl Store {
         let audit_keys = self.partition_keys(&self.audit, &user_pk).await?;
         erased.audit_entries = audit_keys.len();
         erased.items += self.delete_keys(&self.audit, audit_keys).await?;
+
+        let change_keys = self.partition_keys(&self.changes, &user_pk).await?;
+        erased.items += self.delete_keys(&self.changes, change_keys).await?;
 
         let user_keys = self.partition_keys(&self.users, &user_pk).await?;
         let mut pointed = Vec::new();

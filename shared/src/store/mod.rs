@@ -3,16 +3,19 @@
 
 mod accounts;
 mod audit;
+mod changes;
 mod connections;
 mod events;
 mod expiry;
 mod feeds;
 mod footprint;
 mod oauth_states;
+mod push;
 mod reset_tokens;
 mod sync_state;
 mod throttle;
 mod users;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use accounts::Lease;
 pub use audit::AuditPage;
+pub use changes::{
+    ChangeEntry, ChangeKind, Commit, LogRead, Position, Reservation, CHANGE_RETENTION_DAYS,
+    HOLE_GRACE,
+};
 pub use connections::{CalendarChanges, SYNC_SHARDS};
 pub use events::{
     time_sort_key, EventFilter, EventPage, Expect, RangeContents, RangeQuery, SeriesOverrides,
@@ -33,10 +40,12 @@ pub use events::{
 pub use feeds::{Feed, FeedEntry};
 pub use footprint::Erased;
 pub use oauth_states::{Rejected, StateRejection};
+pub use push::ChannelRecord;
 
 pub use sync_state::{StoredKey, SyncLease};
 pub use throttle::{Admission, Limit};
 pub use users::Registration;
+pub use webhooks::{Delivered, Webhook, MAX_WEBHOOKS};
 
 use crate::config::Config;
 
@@ -141,6 +150,7 @@ pub struct Store {
     connections: String,
     events: String,
     audit: String,
+    changes: String,
     stats: Arc<StoreStats>,
 }
 
@@ -152,6 +162,7 @@ impl Store {
             connections: config.connections_table.clone(),
             events: config.events_table.clone(),
             audit: config.audit_table.clone(),
+            changes: config.changes_table.clone(),
             stats: Arc::default(),
         }
     }

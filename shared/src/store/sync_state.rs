@@ -37,6 +37,11 @@ pub struct SyncLease {
     pub connection: Connection,
 }
 
+/// The calendar attribute that says a sync was asked for and has not started yet.
+const SYNC_REQUESTED: &str = "syncRequestedAt";
+/// After this, a request mark whose message never led to a sync stops holding others back.
+pub const SYNC_REQUEST_STALE: chrono::Duration = chrono::Duration::minutes(2);
+
 impl Store {
     /// The stored events of a connection among `keys` (missing keys are absent from the map).
     pub async fn events_by_keys(
@@ -138,6 +143,39 @@ impl Store {
     }
 
     /// Takes the connection's sync lease unless another worker holds an unexpired one.
+    /// Marks the calendar as waiting for a sync; true when it was not already waiting, so the
+    /// caller is the one to queue it. A burst of requests (notifications, local writes) before
+    /// the sync starts costs one sync; one after it starts queues the next. A mark older than
+    /// [`SYNC_REQUEST_STALE`] (its message lost) no longer holds requests back.
+    pub async fn request_sync(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.connections)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(conn_sk(connection_id)))
+            .condition_expression(format!(
+                "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND \
+                 (attribute_not_exists({SYNC_REQUESTED}) OR {SYNC_REQUESTED} < :stale)"
+            ))
+            .update_expression(format!("SET {SYNC_REQUESTED} = :now"))
+            .expression_attribute_values(":now", s(key_format(now)))
+            .expression_attribute_values(":stale", s(key_format(now - SYNC_REQUEST_STALE)))
+            .send()
+            .await;
+        match result.map_err(StoreError::from_sdk) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn lease_sync(
         &self,
         user_id: &str,
@@ -150,6 +188,8 @@ impl Store {
             until_attribute: "syncLeaseUntil",
             owner_attribute: "syncLeaseOwner",
             condition: "attribute_not_exists(deletedAt) AND isConnected = :true",
+            // A sync asked for before this one starts is served by it (`request_sync`).
+            clears: Some(SYNC_REQUESTED),
         };
         self.take_lease(user_id, &spec, now, until)
             .await?

@@ -47,6 +47,8 @@ pub struct SyncReport {
     pub suspicious_empty: bool,
     /// Series whose rule we cannot expand: kept as they are (shown at their first start).
     pub invalid_rules: usize,
+    /// The calendar has a live push channel: it is polled less often.
+    pub pushed: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -107,13 +109,23 @@ pub async fn sync_connection(
         let connection = app.store.connection(user_id, connection_id).await?;
         return Ok(match connection {
             Some(c) if c.is_live() => SyncOutcome::Busy,
-            _ => SyncOutcome::Gone,
+            Some(gone) => {
+                // A channel that outlived its calendar (its stop failed) is stopped now.
+                super::push::retire(app, &gone).await;
+                SyncOutcome::Gone
+            }
+            None => SyncOutcome::Gone,
         });
     };
     // Boxed: the sync is a large future, and callers may poll it on a small stack.
     match Box::pin(run(app, &lease.connection)).await {
         Ok((report, cursor, exact_count)) => {
-            let next = Utc::now() + SYNC_INTERVAL + jitter(connection_id);
+            let interval = if report.pushed {
+                super::push::PUSHED_SYNC_INTERVAL
+            } else {
+                SYNC_INTERVAL
+            };
+            let next = Utc::now() + interval + jitter(connection_id);
             match app
                 .store
                 .finish_sync(&lease, cursor.as_deref(), Utc::now(), next, exact_count)
@@ -257,6 +269,7 @@ async fn run(
                     // Local changes go out after the provider's came in, under the same lease.
                     report.write_back =
                         Box::pin(super::writeback::push_pending(app, conn, &feed)).await?;
+                    report.pushed = super::push::ensure(app, conn, &feed).await;
                     return Ok((report, new_cursor.filter(|_| !heal), exact));
                 }
             }
@@ -327,7 +340,8 @@ async fn adopt_series(
             },
         }
     }
-    app.store.put_events(&writes).await?;
+    let recorded = app.store.put_events(&writes).await?;
+    app.announce(&recorded).await;
     if unlisted != 0 {
         app.store
             .add_event_count(&conn.user_id, &conn.id, -unlisted)
@@ -619,7 +633,8 @@ async fn apply(
     let mut seen = std::collections::HashSet::new();
     writes.reverse();
     writes.retain(|e| seen.insert(e.event_key.clone()));
-    app.store.put_events(&writes).await?;
+    let recorded = app.store.put_events(&writes).await?;
+    app.announce(&recorded).await;
     for id in superseded {
         let audit = crate::model::AuditEntry::new(
             &conn.user_id,

@@ -1,39 +1,10 @@
 //! The sync worker (SQS, batch of up to 10, ReportBatchItemFailures): one message = one calendar.
 //! A failure worth retrying is reported for that message only; the rest of the batch succeeds.
 
-use serde::{Deserialize, Serialize};
-
 use super::engine::{sync_connection, SyncOutcome};
 use crate::app::App;
 use crate::queue::SyncRequest;
-
-/// The parts of Lambda's SQS event the worker reads.
-#[derive(Debug, Deserialize)]
-pub struct SqsEvent {
-    #[serde(rename = "Records", default)]
-    pub records: Vec<SqsRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SqsRecord {
-    pub message_id: String,
-    #[serde(default)]
-    pub body: String,
-}
-
-/// Lambda's partial batch response.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchResponse {
-    pub batch_item_failures: Vec<BatchItemFailure>,
-}
-
-#[derive(Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchItemFailure {
-    pub item_identifier: String,
-}
+pub use crate::queue::{BatchItemFailure, BatchResponse, SqsEvent, SqsRecord};
 
 /// Syncs each message's calendar, one after the other (one FIFO group per calendar, so a
 /// batch holds different calendars).

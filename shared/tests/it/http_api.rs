@@ -77,7 +77,9 @@ async fn gateway_event(req: hyper::Request<Incoming>, source: SocketAddr) -> Str
 fn function_of(
     mut req: hyper::Request<Incoming>,
 ) -> (&'static calsync::api::Service, hyper::Request<Incoming>) {
-    use calsync::api::service::{ACCOUNTS, ALL, CALENDARS, CONNECTIONS, EVENTS, OAUTH_CALLBACK};
+    use calsync::api::service::{
+        ACCOUNTS, ALL, CALENDARS, CHANGES, CONNECTIONS, EVENTS, OAUTH_CALLBACK, PUSH,
+    };
     let Some(rest) = req.uri().path().strip_prefix("/lambda-url/") else {
         return (&ALL, req);
     };
@@ -88,6 +90,8 @@ fn function_of(
         "events-api" => &EVENTS,
         "connections-api" => &CONNECTIONS,
         "oauth-callback" => &OAUTH_CALLBACK,
+        "changes-api" => &CHANGES,
+        "push-receiver" => &PUSH,
         other => panic!("no function {other}"),
     };
     let path_and_query = match req.uri().query() {

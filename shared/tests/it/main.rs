@@ -4,6 +4,7 @@
 mod accounts;
 mod aws_client;
 mod calendars;
+mod changes;
 mod connect;
 mod emulated;
 mod events;
@@ -35,3 +36,4 @@ mod sync_microsoft;
 
 mod template;
 mod time_format;
+mod webhooks;

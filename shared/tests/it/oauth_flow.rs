@@ -820,7 +820,12 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
         .await
         .ends_with("error=state_unknown"));
     let user_pk = format!("USER#{}", user.id);
-    for table in ["USERS_TABLE", "CONNECTIONS_TABLE", "AUDIT_TABLE"] {
+    for table in [
+        "USERS_TABLE",
+        "CONNECTIONS_TABLE",
+        "AUDIT_TABLE",
+        "CHANGES_TABLE",
+    ] {
         assert_eq!(
             partition(table, &user_pk).await,
             0,

@@ -176,3 +176,89 @@ async fn the_worker_reports_only_retryable_failures_and_the_calendar_shows_the_e
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The sync requests waiting in the app's queue (received and deleted).
+async fn queued_syncs(app: &calsync::app::App) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let queue = app.config.sync_queue_url.clone().unwrap();
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_writes_queue_their_write_back_at_once_and_a_burst_costs_one_sync() {
+    let app = isolated_app("write-now", &[]).await;
+    let user = register(&app, "write-now").await;
+    let calendar = connect(&app, &user, "work", true).await;
+    let id = create_event(
+        &app,
+        &user,
+        &calendar.id,
+        "Now",
+        "2026-12-10T09:00:00Z",
+        "2026-12-10T10:00:00Z",
+    )
+    .await;
+    let first = queued_syncs(&app).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["connectionId"], json!(calendar.id));
+    assert_eq!(first[0]["reason"], "local_change");
+
+    // More writes before that sync starts ride on it.
+    for title in ["Moved", "Moved again"] {
+        let (status, _) = call(
+            &app,
+            send(
+                http::Method::PATCH,
+                &format!("/v1/events/{id}"),
+                &user.token,
+                &json!({"title": title}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(queued_syncs(&app).await.is_empty());
+
+    // Once it starts, the next write asks for the next one.
+    let now = Utc::now();
+    let lease = app
+        .store
+        .lease_sync(&user.id, &calendar.id, now, now + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(lease.is_some());
+    let (status, _) = call(
+        &app,
+        send(
+            http::Method::PATCH,
+            &format!("/v1/events/{id}"),
+            &user.token,
+            &json!({"title": "After the start"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(queued_syncs(&app).await.len(), 1);
+}

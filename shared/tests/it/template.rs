@@ -153,7 +153,12 @@ async fn provisioning_creates_the_templates_keys_indexes_and_ttl() {
         ttl.time_to_live_description.unwrap().attribute_name(),
         Some("purgeAt")
     );
-    for table in ["USERS_TABLE", "CONNECTIONS_TABLE", "AUDIT_TABLE"] {
+    for table in [
+        "USERS_TABLE",
+        "CONNECTIONS_TABLE",
+        "AUDIT_TABLE",
+        "CHANGES_TABLE",
+    ] {
         ddb.describe_table()
             .table_name(&env[table])
             .send()

@@ -38,6 +38,7 @@ const ENV: &[(&str, &str)] = &[
     ("CONNECTIONS_TABLE", "connections"),
     ("EVENTS_TABLE", "events"),
     ("AUDIT_TABLE", "audit"),
+    ("CHANGES_TABLE", "changes"),
     ("TOKEN_KEY_ID", "alias/calsync-tokens"),
     ("SYNC_QUEUE_URL", "http://127.0.0.1:9/000000000000/sync"),
     ("OAUTH_CALLBACK_BASE", "http://127.0.0.1:9"),
