@@ -21,6 +21,12 @@
    after the emulator's sync tokens are invalidated.
 5. events.instances of the sample weekly series: every page against `Events` / `Event` (no
    nextSyncToken), the library's `instances_next` paging, `showDeleted`, `originalStart`, 404.
+6. Push notifications: opens a channel with the library's own `googleapiclient.channel`
+   (`new_webhook_channel`, `events().watch`, `channel.update`) to a receiver on 127.0.0.1,
+   validates the watch answer against the `Channel` schema, has the library's
+   `notification_from_headers` read the `sync` message and the `exists` message of a change
+   (plus the token and RFC 1123 expiration headers), stops the channel with `channels().stop`,
+   checks that a second stop is a 404 `HttpError` and that the channel then stays silent.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -40,10 +46,15 @@ import urllib.parse
 import urllib.request
 import zoneinfo
 
+import email.utils
+
 import googleapiclient
+import googleapiclient.channel
 import googleapiclient.discovery
 import googleapiclient.errors
 import httplib2
+
+from webhook_receiver import WebhookReceiver
 
 CLIENT_ID = "fidelity-check.apps.googleusercontent.test"
 CLIENT_SECRET = "fidelity-secret"
@@ -420,6 +431,83 @@ def check_events(base: str, token: dict, schemas: dict, service) -> tuple[int, i
 
 
 # ------------------------------------------------------------------------------------------------
+# Push notifications
+
+
+def check_push(base: str, schemas: dict, service) -> int:
+    """A channel opened, notified and stopped through the client library; returns the number of
+    notifications the library parsed."""
+    parsed = 0
+    with WebhookReceiver() as hook:
+        channel = googleapiclient.channel.new_webhook_channel(hook.url("/google"), token="fidelity-token")
+        response = service.events().watch(calendarId="primary", body=channel.body()).execute()
+        validate(response, {"$ref": "Channel"}, schemas, "events.watch")
+        for field in ("kind", "id", "resourceId", "resourceUri", "expiration", "token"):
+            if field not in response:
+                fail(f"events.watch: {field!r} missing from {response}")
+        if response.get("kind") != schemas["Channel"]["properties"]["kind"]["default"]:
+            fail(f"events.watch: kind {response.get('kind')!r}")
+        if response.get("id") != channel.id or response.get("token") != "fidelity-token":
+            fail(f"events.watch: the channel's id / token came back as {response}")
+        channel.update(response)
+        expiration_ms = int(response.get("expiration", "0"))
+        week_ms = 604800 * 1000  # params.ttl default, "604800 seconds"
+        now_ms = int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000)
+        if abs(expiration_ms - (now_ms + week_ms)) > 60_000:
+            fail(f"events.watch: expiration {expiration_ms} is not the default week from now")
+
+        def read(hit, what: str):
+            try:
+                note = googleapiclient.channel.notification_from_headers(channel, hit.headers)
+            except Exception as error:  # the library refuses the message
+                fail(f"{what}: notification_from_headers: {error!r} for {hit.headers}")
+                return None
+            if note.resource_id != channel.resource_id or note.resource_uri != channel.resource_uri:
+                fail(f"{what}: resource {note.resource_id!r} {note.resource_uri!r}, the channel has "
+                     f"{channel.resource_id!r} {channel.resource_uri!r}")
+            headers = {k.lower(): v for k, v in hit.headers.items()}
+            if headers.get("x-goog-channel-token") != "fidelity-token":
+                fail(f"{what}: X-Goog-Channel-Token {headers.get('x-goog-channel-token')!r}")
+            try:
+                expiry = email.utils.parsedate_to_datetime(headers.get("x-goog-channel-expiration", ""))
+                if int(expiry.timestamp()) != expiration_ms // 1000:
+                    fail(f"{what}: X-Goog-Channel-Expiration {expiry} is not the channel's expiration")
+            except (TypeError, ValueError):
+                fail(f"{what}: X-Goog-Channel-Expiration {headers.get('x-goog-channel-expiration')!r} is not an RFC 1123 date")
+            if hit.body:
+                fail(f"{what}: the message has a body {hit.body[:100]!r}")
+            return note
+
+        hits = hook.wait("/google", 1)
+        note = read(hits[0], "sync message") if hits else None
+        if note is None or note.state != "sync" or note.message_number != 1:
+            fail(f"sync message: {vars(note) if note else 'none arrived'}")
+        else:
+            parsed += 1
+        admin(base, "PUT", "/admin/google/calendars/primary/events/fidpush0001", {
+            "summary": "Pushed", "start": {"dateTime": "2030-02-01T09:00:00Z", "timeZone": "UTC"},
+            "end": {"dateTime": "2030-02-01T10:00:00Z", "timeZone": "UTC"}})
+        hits = hook.wait("/google", 2)
+        note = read(hits[1], "exists message") if len(hits) > 1 else None
+        if note is None or note.state != "exists" or note.message_number <= 1:
+            fail(f"exists message: {vars(note) if note else 'none arrived'}")
+        else:
+            parsed += 1
+
+        service.channels().stop(body=channel.body()).execute()
+        try:
+            service.channels().stop(body=channel.body()).execute()
+            fail("channels.stop of a stopped channel: no error")
+        except googleapiclient.errors.HttpError as error:
+            if error.status_code != 404:
+                fail(f"channels.stop of a stopped channel: HttpError {error.status_code} {error.reason!r}")
+        admin(base, "DELETE", "/admin/google/calendars/primary/events/fidpush0001")
+        if not hook.still("/google", 2):
+            fail(f"a stopped channel was notified: {hook.at('/google')[2:]}")
+    return parsed
+
+
+# ------------------------------------------------------------------------------------------------
 # OAuth
 
 
@@ -573,6 +661,7 @@ def main() -> int:
 
     event_count, event_pages = check_events(base, token, schemas, service)
     instance_count = check_instances(base, token, schemas, service)
+    push_count = check_push(base, schemas, service)
 
     if errors:
         print(f"check_google: {len(errors)} mismatch(es) with the Calendar v3 discovery document / Google OAuth:",
@@ -583,7 +672,8 @@ def main() -> int:
     print(f"check_google: OK ({len(walked)} calendars over {pages} pages and {event_count} events "
           f"over {event_pages} short pages, plus incremental and 410 answers and {instance_count} "
           f"events.instances of the sample series, match calendar.v3 "
-          f"revision {discovery.get('revision')}; google-api-python-client paged them too)")
+          f"revision {discovery.get('revision')}; google-api-python-client paged them too; its "
+          f"channel module opened, read {push_count} push messages of and stopped a watch channel)")
     return 0
 
 

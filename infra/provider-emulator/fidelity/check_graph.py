@@ -22,6 +22,12 @@
 4. Series: walks a master's instances through `@odata.nextLink` (`EventCollectionResponse`), then
    has `Event` parse the master with `cancelledOccurrences` selected and `exceptionOccurrences`
    expanded.
+5. Change notifications: creates a subscription to `me/events` with a notification and a
+   lifecycle URL on a receiver on 127.0.0.1 (which answers the validation requests as documented),
+   has `Subscription` parse the create, get and renew answers and `SubscriptionCollectionResponse`
+   the list; checks the validation requests, the change notifications of a provider-side create,
+   update and delete and a `missed` lifecycle notification against the documented
+   changeNotification properties; deletes the subscription and has `ODataError` parse the 404.
 
 Only the emulator is contacted. Exits non-zero with one line per mismatch.
 """
@@ -46,10 +52,14 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.user import User
 from msgraph.generated.models.event import Event
 from msgraph.generated.models.event_collection_response import EventCollectionResponse
+from msgraph.generated.models.subscription import Subscription
+from msgraph.generated.models.subscription_collection_response import SubscriptionCollectionResponse
 from msgraph.generated.users.item.calendar_view.delta.delta_get_response import DeltaGetResponse
 from kiota_abstractions.date_utils import datetime_from_iso_format_compat
 import datetime
 import re
+
+from webhook_receiver import WebhookReceiver
 
 CLIENT_ID = "00000000-0000-0000-0000-00000000f1de"
 CLIENT_SECRET = "fidelity-secret"
@@ -439,6 +449,175 @@ def check_series(base: str, token: dict) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# Change notifications
+
+# changeNotification resource type (v1.0): every property, and the required ones.
+CHANGE_NOTIFICATION_FIELDS = {"changeType", "clientState", "encryptedContent", "id", "lifecycleEvent",
+                              "resource", "resourceData", "subscriptionExpirationDateTime",
+                              "subscriptionId", "tenantId"}
+CHANGE_NOTIFICATION_REQUIRED = {"changeType", "resource", "subscriptionExpirationDateTime",
+                                "subscriptionId", "tenantId"}
+# The lifecycle notification structure of "Reduce missing subscriptions and change notifications".
+LIFECYCLE_FIELDS = {"subscriptionId", "subscriptionExpirationDateTime", "tenantId", "clientState",
+                    "lifecycleEvent"}
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def http_json(method: str, url: str, body, headers: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method,
+                                     headers={**headers, "Content-Type": "application/json"})
+    try:
+        with OPENER.open(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def check_notification_collection(hit, what: str, subscription_id: str, lifecycle: bool) -> list:
+    """The documented changeNotificationCollection shape; returns the notifications."""
+    if not hit.headers.get("content-type", "").startswith("application/json"):
+        fail(f"{what}: Content-Type {hit.headers.get('content-type')!r}")
+    try:
+        payload = json.loads(hit.body)
+    except ValueError:
+        fail(f"{what}: not JSON: {hit.body[:200]!r}")
+        return []
+    if set(payload) != {"value"} or not isinstance(payload.get("value"), list) or not payload["value"]:
+        fail(f"{what}: expected {{'value': [...]}}, got {payload}")
+        return []
+    for i, n in enumerate(payload["value"]):
+        where = f"{what}.value[{i}]"
+        allowed = LIFECYCLE_FIELDS if lifecycle else CHANGE_NOTIFICATION_FIELDS
+        required = LIFECYCLE_FIELDS - {"clientState"} if lifecycle else CHANGE_NOTIFICATION_REQUIRED
+        for field in set(n) - allowed:
+            fail(f"{where}.{field}: not a documented property")
+        for field in required - set(n):
+            fail(f"{where}: required property {field!r} missing")
+        if n.get("subscriptionId") != subscription_id:
+            fail(f"{where}.subscriptionId: {n.get('subscriptionId')!r}")
+        for field in ("subscriptionId", "tenantId"):
+            if not GUID.fullmatch(str(n.get(field, ""))):
+                fail(f"{where}.{field}: {n.get(field)!r} is not a Guid")
+        try:
+            datetime_from_iso_format_compat(n.get("subscriptionExpirationDateTime", ""))
+        except (TypeError, ValueError):
+            fail(f"{where}.subscriptionExpirationDateTime: {n.get('subscriptionExpirationDateTime')!r}")
+        if n.get("clientState") != "fidelity-state":
+            fail(f"{where}.clientState: {n.get('clientState')!r}")
+        if lifecycle:
+            if n.get("lifecycleEvent") not in ("missed", "subscriptionRemoved", "reauthorizationRequired"):
+                fail(f"{where}.lifecycleEvent: {n.get('lifecycleEvent')!r}")
+            continue
+        if n.get("changeType") not in ("created", "updated", "deleted"):
+            fail(f"{where}.changeType: {n.get('changeType')!r}")
+        data = n.get("resourceData", {})
+        if (data.get("@odata.type") != "#Microsoft.Graph.Event" or data.get("@odata.id") != n.get("resource")
+                or not str(data.get("@odata.etag", "")).startswith('W/"') or not data.get("id")
+                or not str(n.get("resource", "")).endswith(f"/Events/{data.get('id')}")):
+            fail(f"{where}: resource / resourceData {n.get('resource')!r} {data}")
+    return payload["value"]
+
+
+def check_subscriptions(base: str, token: dict) -> int:
+    """A subscription's life against msgraph-sdk's models; returns the notifications checked."""
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    graph = f"{base}/microsoft/v1.0"
+    checked = 0
+    with WebhookReceiver() as hook:
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
+        status, headers, body = http_json("POST", f"{graph}/subscriptions", {
+            "changeType": "created,updated,deleted",
+            "notificationUrl": hook.url("/notify"),
+            "lifecycleNotificationUrl": hook.url("/lifecycle"),
+            "resource": "me/events",
+            "expirationDateTime": expiry.isoformat(),
+            "clientState": "fidelity-state",
+        }, auth)
+        if status != 201:
+            fail(f"POST /subscriptions: {status} {body[:300]!r}")
+            return 0
+        sub = parse(Subscription, headers, body, "POST /subscriptions")
+        if sub is None:
+            return 0
+        context = (sub.additional_data or {}).get("@odata.context")
+        if context != "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity":
+            fail(f"POST /subscriptions: @odata.context {context!r}")
+        if not GUID.fullmatch(sub.id or ""):
+            fail(f"POST /subscriptions: id {sub.id!r} is not a GUID")
+        if (sub.change_type, sub.resource, sub.client_state, sub.application_id) != (
+                "created,updated,deleted", "me/events", "fidelity-state", CLIENT_ID):
+            fail(f"POST /subscriptions: {sub.change_type!r} {sub.resource!r} {sub.client_state!r} {sub.application_id!r}")
+        if sub.include_resource_data is not False or sub.latest_supported_tls_version != "v1_2":
+            fail(f"POST /subscriptions: includeResourceData {sub.include_resource_data!r}, "
+                 f"latestSupportedTlsVersion {sub.latest_supported_tls_version!r}")
+        if sub.expiration_date_time is None or abs((sub.expiration_date_time - expiry).total_seconds()) > 1:
+            fail(f"POST /subscriptions: expirationDateTime {sub.expiration_date_time} for {expiry}")
+        for path in ("/notify", "/lifecycle"):
+            hits = hook.at(path)
+            if len(hits) != 1 or "validationToken" not in hits[0].query:
+                fail(f"validation of {path}: {hits}")
+            elif not hits[0].headers.get("content-type", "").startswith("text/plain") or hits[0].body:
+                fail(f"validation of {path}: Content-Type {hits[0].headers.get('content-type')!r}, body {hits[0].body!r}")
+
+        one = f"{graph}/subscriptions/{sub.id}"
+        status, headers, body = http("GET", one, headers=auth)
+        got = parse(Subscription, headers, body, "GET /subscriptions/{id}") if status == 200 else None
+        if got is None or got.id != sub.id:
+            fail(f"GET /subscriptions/{{id}}: {status} {body[:200]!r}")
+        status, headers, body = http("GET", f"{graph}/subscriptions", headers=auth)
+        listed = parse(SubscriptionCollectionResponse, headers, body, "GET /subscriptions") if status == 200 else None
+        if listed is None or [s.id for s in listed.value or []] != [sub.id]:
+            fail(f"GET /subscriptions: {status} {body[:200]!r}")
+        renewal = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10_000)
+        status, headers, body = http_json("PATCH", one, {"expirationDateTime": renewal.isoformat()}, auth)
+        renewed = parse(Subscription, headers, body, "PATCH /subscriptions/{id}") if status == 200 else None
+        if renewed is None or abs((renewed.expiration_date_time - renewal).total_seconds()) > 1:
+            fail(f"PATCH /subscriptions/{{id}}: {status} {body[:200]!r}")
+        status, headers, body = http_json("PATCH", one, {"expirationDateTime": (
+            renewal + datetime.timedelta(minutes=100)).isoformat()}, auth)
+        if status != 400:
+            fail(f"PATCH beyond 10,080 minutes: {status} {body[:200]!r}")
+
+        # Provider-side changes: created, updated, deleted.
+        path = "/admin/microsoft/calendars/default/events/AAMkAGIfidpushAAA="
+        event = {"subject": "Fidelity", "start": {"dateTime": "2030-02-01T09:00:00", "timeZone": "UTC"},
+                 "end": {"dateTime": "2030-02-01T10:00:00", "timeZone": "UTC"}}
+        admin(base, "PUT", path, event)
+        admin(base, "PUT", path, {**event, "subject": "Fidelity 2"})
+        admin(base, "DELETE", path)
+        hits = hook.wait("/notify", 4)
+        kinds = []
+        for i, hit in enumerate(hits[1:]):
+            for n in check_notification_collection(hit, f"change notification {i + 1}", sub.id, False):
+                kinds.append(n.get("changeType"))
+                checked += 1
+        if kinds != ["created", "updated", "deleted"]:
+            fail(f"change notifications: {kinds}, expected created, updated, deleted")
+
+        admin(base, "POST", f"/admin/microsoft/subscriptions/{sub.id}/lifecycle", {"event": "missed"})
+        hits = hook.wait("/lifecycle", 2)
+        if len(hits) < 2:
+            fail("lifecycle notification: none arrived")
+        else:
+            checked += len(check_notification_collection(hits[1], "lifecycle notification", sub.id, True))
+
+        status, _, body = http("DELETE", one, headers=auth)
+        if status != 204:
+            fail(f"DELETE /subscriptions/{{id}}: {status} {body[:200]!r}")
+        status, headers, body = http("GET", one, headers=auth)
+        if status != 404:
+            fail(f"GET of a deleted subscription: {status}")
+        else:
+            error = parse(ODataError, headers, body, "404 body")
+            if getattr(getattr(error, "error", None), "code", None) != "ResourceNotFound":
+                fail(f"404 body: {body[:200]!r}")
+        admin(base, "PUT", path, event)
+        if not hook.still("/notify", 4):
+            fail("a deleted subscription was notified")
+    return checked
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -533,6 +712,7 @@ def main() -> int:
 
     event_count, change_count = check_events(base, token)
     instance_count = check_series(base, token)
+    notification_count = check_subscriptions(base, token)
 
     if errors:
         print(f"check_graph: {len(errors)} mismatch(es) with msgraph-sdk's models / the identity platform:",
@@ -544,7 +724,8 @@ def main() -> int:
           f"round of {event_count} events and one of {change_count} changes with @removed entries "
           f"and {instance_count} series instances plus the master's cancelledOccurrences / "
           f"exceptionOccurrences parse losslessly into msgraph-sdk models; 410 parses as ODataError; "
-          f"refresh tokens rotate)")
+          f"refresh tokens rotate; a subscription's create, get, list and renew answers parse as "
+          f"Subscription and {notification_count} notifications have the documented shape)")
     return 0
 
 

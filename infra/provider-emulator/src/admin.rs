@@ -1,12 +1,12 @@
 //! `/admin/*`: the control plane for tests and `make dev` (reset, accounts, settings, faults,
-//! stats). Admin requests are neither counted nor subject to faults.
+//! stats, push notifications). Admin requests are neither counted nor subject to faults.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::http::{json, Req, Resp};
 use crate::state::{CalendarSpec, Fault, Provider, State};
-use crate::{google, google_events, graph_events, microsoft, Emulator};
+use crate::{google, google_events, graph_events, microsoft, push, Emulator};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -58,6 +58,8 @@ pub(crate) fn handle(em: &Emulator, req: &Req) -> Resp {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/admin/reset") => {
             *em.lock() = State::new();
+            // Queued deliveries belong to the old state; their queues end once drained.
+            em.workers.lock().unwrap_or_else(|e| e.into_inner()).clear();
             json(200, &json!({ "reset": true }))
         }
         ("PUT", "/admin/accounts") => put_account(em, req),
@@ -134,6 +136,19 @@ pub(crate) fn handle(em: &Emulator, req: &Req) -> Resp {
         ("GET", "/admin/stats") => {
             let st = em.lock();
             json(200, &serde_json::to_value(&st.stats).unwrap_or(Value::Null))
+        }
+        (_, path)
+            if path == "/admin/push"
+                || path == "/admin/push/log"
+                || path == "/admin/google/channels"
+                || path.starts_with("/admin/google/channels/")
+                || path == "/admin/microsoft/subscriptions"
+                || path.starts_with("/admin/microsoft/subscriptions/") =>
+        {
+            match push::admin(&mut em.lock(), req) {
+                Some(resp) => resp,
+                None => no_route(req),
+            }
         }
         (_, path) if path.starts_with("/admin/google/calendars/") => {
             let rest: Vec<&str> = path["/admin/google/calendars/".len()..]

@@ -194,6 +194,23 @@ pub(crate) fn evict_oldest<T>(map: &mut HashMap<String, T>, stamp: impl Fn(&T) -
     map.retain(|_, v| stamp(v) >= cutoff);
 }
 
+/// What a change notification reports: a change to a Google calendar's events, or to one Graph
+/// event. Recorded by every write (API or admin) and turned into push notifications once the
+/// request is answered (`push::collect`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    Google {
+        calendar: String,
+    },
+    Microsoft {
+        calendar: String,
+        id: String,
+        /// `created`, `updated` or `deleted`.
+        kind: &'static str,
+        change_key: String,
+    },
+}
+
 #[derive(Default)]
 pub(crate) struct Events {
     pub google: HashMap<String, GCalendarEvents>,
@@ -203,6 +220,8 @@ pub(crate) struct Events {
     pub delta_states: HashMap<String, DeltaState>,
     /// Generated occurrence ids -> (calendar, master id, original start).
     pub occurrences: HashMap<String, (String, String, DateTime<Utc>)>,
+    /// Changes not yet turned into push notifications.
+    pub changes: Vec<Change>,
     pub clock: Clock,
     next_order: u64,
 }

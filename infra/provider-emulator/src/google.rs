@@ -42,6 +42,7 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
         ("POST", "/google/token") => token(em, req),
         ("POST" | "GET", "/google/revoke") => revoke(em, req),
         ("GET", "/google/calendar/v3/users/me/calendarList") => calendar_list(em, req),
+        ("POST", "/google/calendar/v3/channels/stop") => crate::push::google_stop(em, req),
         (_, path) if path.starts_with("/google/calendar/v3/calendars/") => {
             match crate::google_events::route(em, req) {
                 Some(resp) => resp,

@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Map, Value};
 
-use crate::events::{evict_oldest, Events, GCalendarEvents, GCursor, GEvent};
+use crate::events::{evict_oldest, Change, Events, GCalendarEvents, GCursor, GEvent};
 use crate::google::{api_error, insufficient_scopes, invalid_value, unauthenticated};
 use crate::http::{json, percent_decode, response, sha256, Req, Resp};
 use crate::recurrence::{self, IcalTime};
@@ -756,6 +756,9 @@ fn commit(events: &mut Events, calendar: &str, mut ev: GEvent) -> GEvent {
     let cal = events.google.entry(calendar.to_owned()).or_default();
     cal.changed = Some(t);
     cal.events.insert(ev.id.clone(), ev.clone());
+    events.changes.push(Change::Google {
+        calendar: calendar.to_owned(),
+    });
     ev
 }
 
@@ -877,6 +880,7 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
     Some(match (req.method.as_str(), segments.as_slice()) {
         ("GET", [cid, "events"]) => list(em, req, cid),
         ("POST", [cid, "events"]) => insert(em, req, cid),
+        ("POST", [cid, "events", "watch"]) => crate::push::google_watch(em, req, cid),
         ("GET", [cid, "events", eid]) => get(em, req, cid, eid),
         ("GET", [cid, "events", eid, "instances"]) => instances(em, req, cid, eid),
         ("PATCH", [cid, "events", eid]) => modify(em, req, cid, eid, false),
@@ -886,7 +890,13 @@ pub(crate) fn route(em: &Emulator, req: &Req) -> Option<Resp> {
     })
 }
 
-fn resolve(st: &State, req: &Req, cid: &str, write: bool, method: &str) -> Result<Cal, Box<Resp>> {
+pub(crate) fn resolve(
+    st: &State,
+    req: &Req,
+    cid: &str,
+    write: bool,
+    method: &str,
+) -> Result<Cal, Box<Resp>> {
     let grant = match st.check_bearer(Provider::Google, req.bearer()) {
         Ok(grant) => grant,
         Err(TokenProblem::Missing) => return Err(Box::new(unauthenticated(true))),

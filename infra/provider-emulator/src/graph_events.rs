@@ -23,7 +23,9 @@ use chrono_tz::Tz;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Map, Value};
 
-use crate::events::{evict_oldest, DeltaRound, DeltaState, Events, MCalendarEvents, MEvent, MKind};
+use crate::events::{
+    evict_oldest, Change, DeltaRound, DeltaState, Events, MCalendarEvents, MEvent, MKind,
+};
 use crate::http::{json, percent_decode, response, sha256, with_header, Req, Resp};
 use crate::microsoft::{graph_account, graph_error, max_page_size, CALENDAR_SCOPES, ODATA_JSON};
 use crate::recurrence;
@@ -744,6 +746,12 @@ fn commit(events: &mut Events, calendar: &str, mut ev: MEvent, new: bool) -> MEv
         .or_default()
         .events
         .insert(ev.id.clone(), ev.clone());
+    events.changes.push(Change::Microsoft {
+        calendar: calendar.to_owned(),
+        id: ev.id.clone(),
+        kind: if new { "created" } else { "updated" },
+        change_key: ev.change_key.clone(),
+    });
     ev
 }
 
@@ -763,6 +771,15 @@ fn remove(events: &mut Events, calendar: &str, id: &str) -> bool {
         {
             if let Some(master) = store.events.get_mut(&inst.ev.id) {
                 master.cancelled.insert(original);
+                // Exchange keeps a series' cancellations on the master item: its subscribers
+                // hear of an update to the master.
+                let change = Change::Microsoft {
+                    calendar: calendar.to_owned(),
+                    id: master.id.clone(),
+                    kind: "updated",
+                    change_key: master.change_key.clone(),
+                };
+                events.changes.push(change);
                 return true;
             }
         }
@@ -773,6 +790,15 @@ fn remove(events: &mut Events, calendar: &str, id: &str) -> bool {
     };
     let Some(ev) = store.events.remove(id) else {
         return false;
+    };
+    events.changes.push(Change::Microsoft {
+        calendar: calendar.to_owned(),
+        id: ev.id.clone(),
+        kind: "deleted",
+        change_key: ev.change_key.clone(),
+    });
+    let Some(store) = events.microsoft.get_mut(calendar) else {
+        return true;
     };
     match ev.kind {
         MKind::SeriesMaster => store
@@ -1035,7 +1061,7 @@ fn resolve(st: &State, req: &Req, cid: Option<&str>, write: bool) -> Result<MCal
     Ok(MCal::new(account, calendar))
 }
 
-fn graph_resp(req: &Req, status: u16, body: &Value) -> Resp {
+pub(crate) fn graph_resp(req: &Req, status: u16, body: &Value) -> Resp {
     let resp = response(status, ODATA_JSON, body.to_string());
     let request_id = crate::http::guid();
     let client_request_id = req

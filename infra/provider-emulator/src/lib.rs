@@ -11,7 +11,9 @@
 //! | `/microsoft/{tenant}/oauth2/v2.0/{authorize,token}` | Microsoft identity platform v2.0 |
 //! | `/microsoft/v1.0/me`, `/microsoft/v1.0/me/calendars` | Microsoft Graph v1.0 |
 //! | `/microsoft/v1.0/me[/calendars/{id}]/calendarView/delta`, `.../events[/{id}]` | Graph events |
-//! | `/admin/{reset,accounts,settings,faults,stats}`, `/admin/{google,microsoft}/calendars/...` | control plane for tests |
+//! | `/google/calendar/v3/calendars/{calendarId}/events/watch`, `/google/calendar/v3/channels/stop` | Calendar API push notification channels |
+//! | `/microsoft/v1.0/subscriptions[/{id}]` | Graph change-notification subscriptions (webhooks) |
+//! | `/admin/{reset,accounts,settings,faults,stats,push}`, `/admin/{google,microsoft}/calendars/...` | control plane for tests |
 //!
 //! Configured test users consent automatically; any `client_id` is accepted with any non-empty
 //! `client_secret` (form field or HTTP Basic).
@@ -23,6 +25,7 @@ mod google_events;
 mod graph_events;
 mod http;
 mod microsoft;
+mod push;
 mod recurrence;
 mod state;
 mod tz;
@@ -79,9 +82,17 @@ pub fn spawn() -> std::io::Result<EmulatorHandle> {
 
 /// Serves the emulator on `listener` until accepting fails for good. Each call has its own state.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    // Push deliveries go to loopback addresses only: never through a proxy, never redirected.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(std::io::Error::other)?;
     let emulator = Arc::new(Emulator {
         base_url: format!("http://{}", listener.local_addr()?),
         state: Mutex::new(State::new()),
+        client,
+        workers: push::Workers::default(),
     });
     loop {
         let stream = match listener.accept().await {
@@ -119,6 +130,10 @@ fn is_transient(e: &std::io::Error) -> bool {
 pub(crate) struct Emulator {
     pub base_url: String,
     state: Mutex<State>,
+    /// Sends push notifications and Graph's validation requests.
+    pub client: reqwest::Client,
+    /// Push delivery queues, one per channel or subscription.
+    pub workers: push::Workers,
 }
 
 impl Emulator {
@@ -126,7 +141,14 @@ impl Emulator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let resp = self.answer(req).await;
+        // Whatever the request changed is notified once it is answered (the answer is built).
+        push::dispatch(self);
+        resp
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -153,6 +175,10 @@ impl Emulator {
                 return resp;
             }
             req.malformed_item = fault.malformed_item;
+        }
+        // Graph subscriptions answer after a validation handshake: the one asynchronous route.
+        if let Some(resp) = push::graph_route(self, &req).await {
+            return resp;
         }
         self.route(&req)
     }

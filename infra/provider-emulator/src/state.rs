@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::events::Events;
 use crate::http::{random_token, sha256};
+use crate::push::PushState;
 
 /// Authorization codes live ten minutes at both providers.
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -181,6 +182,8 @@ pub(crate) struct State {
     pub access_tokens: HashMap<String, AccessToken>,
     pub faults: VecDeque<Fault>,
     pub stats: Stats,
+    /// Google channels, Graph subscriptions, push faults and the delivery log.
+    pub push: PushState,
     next_grant: u64,
     next_version: u64,
 }
@@ -198,6 +201,7 @@ impl State {
             access_tokens: HashMap::new(),
             faults: VecDeque::new(),
             stats: Stats::default(),
+            push: PushState::new(),
             next_grant: 1,
             next_version: 1,
         };
@@ -252,6 +256,8 @@ impl State {
         );
         crate::google_events::seed(&mut state);
         crate::graph_events::seed(&mut state);
+        // The samples are there from the start: nobody is told of them.
+        state.events.changes.clear();
         state
     }
 

@@ -2363,3 +2363,1292 @@ async fn graph_instances_exceptions_cancelled_occurrences_and_a_new_pattern() {
     .await;
     assert_eq!(detail["cancelledOccurrences"], json!([]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Push notifications: Google channels and Graph subscriptions, delivered to a local receiver
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Hit {
+    path: String,
+    query: Vec<(String, String)>,
+    headers: hyper::HeaderMap,
+    body: Vec<u8>,
+    at: std::time::Instant,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON notification body")
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: it records every request and answers Graph's validation
+/// requests by the path: `.../wrong...` echoes a wrong token, `.../json...` the right token as
+/// JSON, `.../fail...` answers 500; anything else echoes the decoded token as text/plain.
+/// Notifications get 202.
+struct Receiver {
+    base: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<Hit>>>,
+}
+
+async fn receiver() -> Receiver {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let shared = shared.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            let query: Vec<(String, String)> = parts
+                                .uri
+                                .query()
+                                .map(|q| {
+                                    url::form_urlencoded::parse(q.as_bytes())
+                                        .into_owned()
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            let path = parts.uri.path().to_owned();
+                            let token = get(&query, "validationToken").map(str::to_owned);
+                            shared.lock().unwrap().push(Hit {
+                                path: path.clone(),
+                                query,
+                                headers: parts.headers,
+                                body,
+                                at: std::time::Instant::now(),
+                            });
+                            let answer = |status: u16, content_type: &str, text: String| {
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .header("content-type", content_type)
+                                    .body(http_body_util::Full::new(hyper::body::Bytes::from(text)))
+                                    .expect("response")
+                            };
+                            let resp = match token {
+                                Some(_) if path.contains("wrong") => {
+                                    answer(200, "text/plain", "not-the-token".into())
+                                }
+                                Some(t) if path.contains("json") => {
+                                    answer(200, "application/json", t)
+                                }
+                                Some(_) if path.contains("fail") => {
+                                    answer(500, "text/plain", String::new())
+                                }
+                                Some(t) => answer(200, "text/plain; charset=utf-8", t),
+                                None => answer(202, "text/plain", String::new()),
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Receiver { base, hits }
+}
+
+impl Receiver {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn at(&self, path: &str) -> Vec<Hit> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (up to 5 s) until `path` has had at least `n` requests.
+    async fn wait(&self, path: &str, n: usize) -> Vec<Hit> {
+        for _ in 0..250 {
+            let hits = self.at(path);
+            if hits.len() >= n {
+                return hits;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{path}: expected {n} requests, got {:?}", self.at(path));
+    }
+
+    /// After a pause, `path` has had exactly `n` requests.
+    async fn still(&self, path: &str, n: usize) {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(self.at(path).len(), n, "{path}: {:?}", self.at(path));
+    }
+}
+
+/// The push delivery log once nothing is pending.
+async fn push_log(em: &EmulatorHandle) -> Vec<Value> {
+    for _ in 0..250 {
+        let log = admin(em, reqwest::Method::GET, "/admin/push/log", Value::Null).await;
+        let entries = log["deliveries"].as_array().cloned().unwrap_or_default();
+        if entries.iter().all(|e| e["pending"] == false) {
+            return entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("push deliveries still pending");
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tokio::test]
+async fn google_watch_sync_exists_stop_and_expiry() {
+    let em = spawn().expect("spawn");
+    let rx = receiver().await;
+    let token = google_access(&em, GOOGLE_RW).await;
+    let v3 = format!("{}/google/calendar/v3", em.base_url);
+    let watch = format!("{v3}/calendars/primary/events/watch");
+    let hook = rx.url("/google/hook?x=1");
+
+    let (status, channel) = call(
+        reqwest::Method::POST,
+        &watch,
+        &token,
+        Some(
+            json!({"id": "chan-1", "type": "web_hook", "address": hook, "token": "target=calsync"}),
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{channel}");
+    assert_eq!(channel["kind"], "api#channel");
+    assert_eq!(channel["id"], "chan-1");
+    assert_eq!(channel["token"], "target=calsync");
+    let resource_id = channel["resourceId"]
+        .as_str()
+        .expect("resourceId")
+        .to_owned();
+    let resource_uri = channel["resourceUri"]
+        .as_str()
+        .expect("resourceUri")
+        .to_owned();
+    assert!(
+        resource_uri.contains("/calendars/primary/events"),
+        "{resource_uri}"
+    );
+    let expiration: i64 = channel["expiration"]
+        .as_str()
+        .expect("expiration is an int64 string")
+        .parse()
+        .expect("ms");
+    let week = 7 * 24 * 3600 * 1000;
+    assert!(
+        (expiration - (now_ms() + week)).abs() < 60_000,
+        "{expiration}"
+    );
+
+    // The sync message.
+    let hits = rx.wait("/google/hook", 1).await;
+    let sync = &hits[0];
+    assert_eq!(
+        get(&sync.query, "x"),
+        Some("1"),
+        "the address keeps its query"
+    );
+    assert_eq!(sync.header("x-goog-channel-id"), Some("chan-1"));
+    assert_eq!(sync.header("x-goog-channel-token"), Some("target=calsync"));
+    assert_eq!(sync.header("x-goog-resource-state"), Some("sync"));
+    assert_eq!(sync.header("x-goog-message-number"), Some("1"));
+    assert_eq!(
+        sync.header("x-goog-resource-id"),
+        Some(resource_id.as_str())
+    );
+    assert_eq!(
+        sync.header("x-goog-resource-uri"),
+        Some(resource_uri.as_str())
+    );
+    let header_expiry = chrono::DateTime::parse_from_rfc2822(
+        sync.header("x-goog-channel-expiration")
+            .expect("expiration header"),
+    )
+    .expect("RFC 1123 date");
+    assert_eq!(header_expiry.timestamp(), expiration / 1000);
+    assert!(sync.body.is_empty());
+
+    // An id in use, and malformed watch requests.
+    for (body, reason) in [
+        (
+            json!({"id": "chan-1", "type": "web_hook", "address": hook}),
+            "channelIdNotUnique",
+        ),
+        (json!({"type": "web_hook", "address": hook}), "required"),
+        (json!({"id": "x", "address": hook}), "required"),
+        (
+            json!({"id": "x", "type": "email", "address": hook}),
+            "invalid",
+        ),
+        (
+            json!({"id": "x", "type": "web_hook"}),
+            "push.webhookUrlNotHttps",
+        ),
+        (
+            json!({"id": "x", "type": "web_hook", "address": "ftp://127.0.0.1/x"}),
+            "push.webhookUrlNotHttps",
+        ),
+        (
+            json!({"id": "x", "type": "web_hook", "address": "https://example.com/hook"}),
+            "push.webhookUrlUnauthorized",
+        ),
+        (
+            json!({"id": "x", "type": "web_hook", "address": hook, "expiration": now_ms() - 1000}),
+            "invalid",
+        ),
+    ] {
+        let (status, err) = call(
+            reqwest::Method::POST,
+            &watch,
+            &token,
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["error"]["errors"][0]["reason"], reason, "{body}: {err}");
+    }
+
+    // Changes through the API and the admin endpoints: one `exists` message each.
+    let events = format!("{v3}/calendars/primary/events");
+    let (status, created) = call(
+        reqwest::Method::POST,
+        &events,
+        &token,
+        Some(gtimed(
+            "Push me",
+            "2030-01-07T09:00:00Z",
+            "2030-01-07T10:00:00Z",
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    rx.wait("/google/hook", 2).await;
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        &format!("{events}/{id}"),
+        &token,
+        Some(json!({"summary": "Pushed"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    rx.wait("/google/hook", 3).await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/primary/events/push0admin1",
+        gtimed("Admin", "2030-01-08T09:00:00Z", "2030-01-08T10:00:00Z"),
+    )
+    .await;
+    rx.wait("/google/hook", 4).await;
+    // Deleting a series master cancels its exceptions too: still one message for the request.
+    admin(
+        &em,
+        reqwest::Method::DELETE,
+        "/admin/google/calendars/primary/events/seed0oneonone",
+        Value::Null,
+    )
+    .await;
+    let hits = rx.wait("/google/hook", 5).await;
+    rx.still("/google/hook", 5).await;
+    for (i, hit) in hits.iter().enumerate().skip(1) {
+        assert_eq!(hit.header("x-goog-resource-state"), Some("exists"));
+        assert_eq!(hit.header("x-goog-channel-id"), Some("chan-1"));
+        assert_eq!(
+            hit.header("x-goog-message-number"),
+            Some((i + 1).to_string().as_str())
+        );
+    }
+    // A change to another calendar is not this channel's business.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/team@group.calendar.google.test/events/push0team1",
+        gtimed("Team", "2030-01-08T09:00:00Z", "2030-01-08T10:00:00Z"),
+    )
+    .await;
+    rx.still("/google/hook", 5).await;
+
+    // Requested expirations: kept when within the week, capped beyond it.
+    let in_an_hour = now_ms() + 3_600_000;
+    let (_, short) = call(
+        reqwest::Method::POST,
+        &format!("{v3}/calendars/team%40group.calendar.google.test/events/watch"),
+        &token,
+        Some(json!({"id": "chan-team", "type": "webhook", "address": rx.url("/google/team"), "expiration": in_an_hour.to_string()})),
+        &[],
+    )
+    .await;
+    assert_eq!(short["expiration"], in_an_hour.to_string());
+    assert_ne!(
+        short["resourceId"],
+        resource_id.as_str(),
+        "another calendar, another resource"
+    );
+    let (_, long) = call(
+        reqwest::Method::POST,
+        &watch,
+        &token,
+        Some(json!({"id": "chan-long", "type": "web_hook", "address": rx.url("/google/long"), "expiration": now_ms() + 30 * 24 * 3_600_000_i64})),
+        &[],
+    )
+    .await;
+    let capped: i64 = long["expiration"]
+        .as_str()
+        .expect("expiration")
+        .parse()
+        .expect("ms");
+    assert!((capped - (now_ms() + week)).abs() < 60_000, "{long}");
+    assert_eq!(
+        long["resourceId"],
+        resource_id.as_str(),
+        "resourceId is stable per calendar"
+    );
+    assert!(
+        long.get("token").is_none(),
+        "no token, no token field: {long}"
+    );
+    rx.wait("/google/long", 1).await;
+    let (_, ttl) = call(
+        reqwest::Method::POST,
+        &watch,
+        &token,
+        Some(json!({"id": "chan-ttl", "type": "web_hook", "address": rx.url("/google/ttl"), "params": {"ttl": "120"}})),
+        &[],
+    )
+    .await;
+    let ttl_expiry: i64 = ttl["expiration"]
+        .as_str()
+        .expect("expiration")
+        .parse()
+        .expect("ms");
+    assert!((ttl_expiry - (now_ms() + 120_000)).abs() < 10_000, "{ttl}");
+
+    // channels.stop: the resourceId must match; then the channel is silent.
+    let stop = format!("{v3}/channels/stop");
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &stop,
+        &token,
+        Some(json!({"id": "chan-1", "resourceId": "not-it"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &stop,
+        &token,
+        Some(json!({"id": "nope", "resourceId": resource_id})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let resp = client()
+        .post(&stop)
+        .bearer_auth(&token)
+        .json(&json!({"id": "chan-1", "resourceId": resource_id}))
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.bytes().await.expect("body").is_empty());
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &stop,
+        &token,
+        Some(json!({"id": "chan-1", "resourceId": resource_id})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "stopped already");
+
+    // An expired channel (made so by the admin API) is silent too.
+    admin(
+        &em,
+        reqwest::Method::POST,
+        "/admin/google/channels/chan-ttl/expire",
+        Value::Null,
+    )
+    .await;
+    rx.wait("/google/ttl", 1).await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/google/calendars/primary/events/push0admin2",
+        gtimed("After stop", "2030-01-09T09:00:00Z", "2030-01-09T10:00:00Z"),
+    )
+    .await;
+    rx.wait("/google/long", 2).await;
+    rx.still("/google/hook", 5).await;
+    rx.still("/google/ttl", 1).await;
+
+    // A new channel may reuse a stopped channel's id.
+    let (status, again) = call(
+        reqwest::Method::POST,
+        &watch,
+        &token,
+        Some(json!({"id": "chan-1", "type": "web_hook", "address": rx.url("/google/again")})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+
+    let channels = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/google/channels",
+        Value::Null,
+    )
+    .await;
+    let states: Vec<(String, String)> = channels["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("chan-1", "stopped"),
+            ("chan-team", "live"),
+            ("chan-long", "live"),
+            ("chan-ttl", "expired"),
+            ("chan-1", "live"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+
+    let log = push_log(&em).await;
+    let first: Vec<&Value> = log.iter().filter(|e| e["channelId"] == "chan-1").collect();
+    assert_eq!(first[0]["kind"], "sync");
+    assert_eq!(first[0]["provider"], "google");
+    assert_eq!(first[0]["status"], 202);
+    assert_eq!(first[1]["kind"], "exists");
+    assert_eq!(first[1]["messageNumber"], 2);
+}
+
+fn graph_expiry(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339()
+}
+
+fn parse_graph_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().expect("date-time"))
+        .expect("ISO 8601")
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test]
+async fn graph_subscription_validation_notifications_renewal_and_delete() {
+    let em = spawn().expect("spawn");
+    let rx = receiver().await;
+    let token = microsoft_access(&em, MS_RW).await;
+    let graph = format!("{}/microsoft/v1.0", em.base_url);
+
+    let (status, sub) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(json!({
+            "changeType": "created,updated,deleted",
+            "notificationUrl": rx.url("/graph/notify"),
+            "lifecycleNotificationUrl": rx.url("/graph/lifecycle"),
+            "resource": "/me/events",
+            "expirationDateTime": graph_expiry(2 * 24 * 60),
+            "clientState": "secret-state",
+        })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    assert_eq!(
+        sub["@odata.context"],
+        "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity"
+    );
+    let sub_id = sub["id"].as_str().expect("id").to_owned();
+    assert_eq!(sub_id.len(), 36, "a GUID: {sub_id}");
+    assert_eq!(sub["resource"], "/me/events");
+    assert_eq!(sub["changeType"], "created,updated,deleted");
+    assert_eq!(sub["clientState"], "secret-state");
+    assert_eq!(sub["applicationId"], "test-client");
+    assert_eq!(sub["includeResourceData"], false);
+    assert_eq!(sub["latestSupportedTlsVersion"], "v1_2");
+    assert_eq!(sub["notificationUrl"], rx.url("/graph/notify"));
+    assert_eq!(sub["lifecycleNotificationUrl"], rx.url("/graph/lifecycle"));
+    let user_id = sub["creatorId"].as_str().expect("creatorId").to_owned();
+    assert!(!user_id.is_empty());
+
+    // Both URLs were validated before the answer: POST ?validationToken=..., text/plain.
+    for path in ["/graph/notify", "/graph/lifecycle"] {
+        let hits = rx.at(path);
+        assert_eq!(hits.len(), 1, "{path}: {hits:?}");
+        let token = get(&hits[0].query, "validationToken").expect("validationToken");
+        assert!(token.contains(' '), "the token needs URL decoding: {token}");
+        assert!(hits[0]
+            .header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/plain"));
+        assert!(hits[0].body.is_empty());
+    }
+
+    // Changes through the API: created, updated, deleted.
+    let events = format!("{graph}/me/events");
+    let (status, ev) = call(
+        reqwest::Method::POST,
+        &events,
+        &token,
+        Some(graph_single(
+            "Push",
+            "2030-01-07T09:00:00",
+            "2030-01-07T10:00:00",
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{ev}");
+    let ev_id = ev["id"].as_str().expect("id").to_owned();
+    let hits = rx.wait("/graph/notify", 2).await;
+    let created = &hits[1];
+    assert!(created
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("application/json"));
+    let body = created.json();
+    let n = &body["value"][0];
+    assert_eq!(body["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(n["subscriptionId"], sub_id.as_str());
+    assert_eq!(n["changeType"], "created");
+    assert_eq!(n["clientState"], "secret-state");
+    assert_eq!(n["tenantId"], "9188040d-6c67-4c5b-b112-36a304b66dad");
+    let resource = format!("Users/{user_id}/Events/{ev_id}");
+    assert_eq!(n["resource"], resource.as_str());
+    assert_eq!(n["resourceData"]["@odata.type"], "#Microsoft.Graph.Event");
+    assert_eq!(n["resourceData"]["@odata.id"], resource.as_str());
+    assert_eq!(n["resourceData"]["id"], ev_id.as_str());
+    assert_eq!(n["resourceData"]["@odata.etag"], ev["@odata.etag"]);
+    assert_eq!(
+        parse_graph_time(&n["subscriptionExpirationDateTime"]),
+        parse_graph_time(&sub["expirationDateTime"])
+    );
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        &format!("{events}/{ev_id}"),
+        &token,
+        Some(json!({"subject": "Pushed"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let hits = rx.wait("/graph/notify", 3).await;
+    assert_eq!(hits[2].json()["value"][0]["changeType"], "updated");
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!("{events}/{ev_id}"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let hits = rx.wait("/graph/notify", 4).await;
+    assert_eq!(hits[3].json()["value"][0]["changeType"], "deleted");
+    assert_eq!(
+        hits[3].json()["value"][0]["resourceData"]["id"],
+        ev_id.as_str()
+    );
+
+    // Admin writes notify too; a second subscription asks for deletions only.
+    let default_cal = admin(&em, reqwest::Method::GET, "/admin/accounts", Value::Null).await
+        ["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["email"] == "bob@outlook.test")
+        .unwrap()["calendars"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, deletions) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(json!({
+            "changeType": "deleted",
+            "notificationUrl": rx.url("/graph/deletions"),
+            "resource": format!("me/calendars/{default_cal}/events"),
+            "expirationDateTime": graph_expiry(60),
+        })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{deletions}");
+    assert_eq!(deletions["clientState"], Value::Null);
+    assert_eq!(deletions["lifecycleNotificationUrl"], Value::Null);
+    let admin_event = "/admin/microsoft/calendars/default/events/AAMkAGIpush1AAA=";
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        admin_event,
+        graph_single("Admin", "2030-01-08T09:00:00", "2030-01-08T10:00:00"),
+    )
+    .await;
+    let hits = rx.wait("/graph/notify", 5).await;
+    assert_eq!(hits[4].json()["value"][0]["changeType"], "created");
+    assert_eq!(
+        hits[4].json()["value"][0]["resourceData"]["id"],
+        "AAMkAGIpush1AAA="
+    );
+    rx.still("/graph/deletions", 1).await; // its validation only
+    admin(&em, reqwest::Method::DELETE, admin_event, Value::Null).await;
+    rx.wait("/graph/notify", 6).await;
+    let hits = rx.wait("/graph/deletions", 2).await;
+    assert_eq!(hits[1].json()["value"][0]["changeType"], "deleted");
+    assert_eq!(hits[1].json()["value"][0]["clientState"], Value::Null);
+
+    // Get, list, renew.
+    let one = format!("{graph}/subscriptions/{sub_id}");
+    let (status, got) = call(reqwest::Method::GET, &one, &token, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["id"], sub_id.as_str());
+    let (_, list) = call(
+        reqwest::Method::GET,
+        &format!("{graph}/subscriptions"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(list["value"].as_array().map(Vec::len), Some(2), "{list}");
+    let renewal = graph_expiry(3 * 24 * 60);
+    let (status, renewed) = call(
+        reqwest::Method::PATCH,
+        &one,
+        &token,
+        Some(json!({"expirationDateTime": renewal})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert!(
+        (parse_graph_time(&renewed["expirationDateTime"]) - parse_graph_time(&json!(renewal)))
+            .num_seconds()
+            .abs()
+            < 1
+    );
+    let (status, err) = call(
+        reqwest::Method::PATCH,
+        &one,
+        &token,
+        Some(json!({"expirationDateTime": graph_expiry(10_081)})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["code"], "ExtensionError", "{err}");
+
+    // Expiration rules on create: past and too far refused, under 45 minutes raised to 45.
+    let create = |expiry: String, extra: Value| {
+        let mut body = json!({
+            "changeType": "created",
+            "notificationUrl": rx.url("/graph/other"),
+            "resource": "me/events",
+            "expirationDateTime": expiry,
+        });
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        body
+    };
+    for (body, code) in [
+        (create(graph_expiry(-5), json!({})), "InvalidRequest"),
+        (create(graph_expiry(10_090), json!({})), "ExtensionError"),
+        (
+            create(graph_expiry(60), json!({"clientState": "x".repeat(129)})),
+            "InvalidRequest",
+        ),
+        (
+            create(graph_expiry(60), json!({"changeType": "created,moved"})),
+            "InvalidRequest",
+        ),
+        (
+            create(
+                graph_expiry(60),
+                json!({"notificationUrl": "https://example.com/hook"}),
+            ),
+            "InvalidRequest",
+        ),
+        (
+            json!({"changeType": "created", "notificationUrl": rx.url("/graph/other"), "resource": "me/events"}),
+            "InvalidRequest",
+        ),
+    ] {
+        let (status, err) = call(
+            reqwest::Method::POST,
+            &format!("{graph}/subscriptions"),
+            &token,
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+    }
+    let (status, soon) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(create(graph_expiry(10), json!({}))),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{soon}");
+    let minutes =
+        (parse_graph_time(&soon["expirationDateTime"]) - chrono::Utc::now()).num_minutes();
+    assert!((44..=45).contains(&minutes), "{soon}");
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(create(
+            graph_expiry(60),
+            json!({"resource": "me/calendars/AAMkAnope/events"}),
+        )),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Delete: 204, then 404 everywhere, and no more notifications.
+    let resp = client()
+        .delete(&one)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let (status, err) = call(method, &one, &token, None, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(err["error"]["code"], "ResourceNotFound");
+    }
+    let (status, _) = call(
+        reqwest::Method::PATCH,
+        &one,
+        &token,
+        Some(json!({"expirationDateTime": graph_expiry(60)})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        admin_event,
+        graph_single("Again", "2030-01-08T09:00:00", "2030-01-08T10:00:00"),
+    )
+    .await;
+    rx.wait("/graph/other", 2).await; // the 45-minute subscription: validation + created
+    rx.still("/graph/notify", 6).await;
+
+    // An expired subscription is gone for the API and silent.
+    let soon_id = soon["id"].as_str().unwrap();
+    admin(
+        &em,
+        reqwest::Method::POST,
+        &format!("/admin/microsoft/subscriptions/{soon_id}/expire"),
+        Value::Null,
+    )
+    .await;
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/microsoft/calendars/default/events/AAMkAGIpush3AAA=",
+        graph_single("Late", "2030-01-09T09:00:00", "2030-01-09T10:00:00"),
+    )
+    .await;
+    rx.still("/graph/other", 2).await;
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{graph}/subscriptions/{soon_id}"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let subs = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/subscriptions",
+        Value::Null,
+    )
+    .await;
+    let states: Vec<&str> = subs["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["deleted", "live", "expired"]);
+}
+
+#[tokio::test]
+async fn graph_validation_failures_refuse_the_subscription() {
+    let em = spawn().expect("spawn");
+    let rx = receiver().await;
+    let token = microsoft_access(&em, MS_RW).await;
+    let url = format!("{}/microsoft/v1.0/subscriptions", em.base_url);
+    // A port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        format!("http://127.0.0.1:{port}/hook")
+    };
+    for (notify, lifecycle, why) in [
+        (
+            rx.url("/wrong"),
+            None,
+            "Response must exactly match validationToken query parameter.",
+        ),
+        (
+            rx.url("/json"),
+            None,
+            "Response must have Content-Type text/plain.",
+        ),
+        (
+            rx.url("/fail"),
+            None,
+            "Notification endpoint must respond with 200 OK to validation request.",
+        ),
+        (
+            closed.clone(),
+            None,
+            "Notification endpoint must respond with 200 OK to validation request.",
+        ),
+        (
+            rx.url("/fine"),
+            Some(rx.url("/wrong-lifecycle")),
+            "Response must exactly match validationToken query parameter.",
+        ),
+    ] {
+        let mut body = json!({
+            "changeType": "updated",
+            "notificationUrl": notify,
+            "resource": "me/events",
+            "expirationDateTime": graph_expiry(120),
+        });
+        if let Some(l) = &lifecycle {
+            body["lifecycleNotificationUrl"] = json!(l);
+        }
+        let (status, err) = call(reqwest::Method::POST, &url, &token, Some(body), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{notify}: {err}");
+        assert_eq!(err["error"]["code"], "InvalidRequest");
+        assert_eq!(
+            err["error"]["message"],
+            format!("Subscription validation request failed. {why}"),
+            "{notify}"
+        );
+    }
+    let subs = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/subscriptions",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(subs["subscriptions"], json!([]));
+    let log = push_log(&em).await;
+    assert!(log.iter().all(|e| e["kind"] == "validation"), "{log:?}");
+    assert_eq!(log.len(), 6);
+    assert_eq!(log[0]["status"], 200);
+    assert_eq!(log[2]["status"], 500);
+    assert_eq!(log[3]["status"], Value::Null);
+    assert!(log[3]["error"].as_str().is_some());
+    // Nothing was created: a change notifies nobody.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/microsoft/calendars/default/events/AAMkAGIpush2AAA=",
+        graph_single("Nobody", "2030-01-08T09:00:00", "2030-01-08T10:00:00"),
+    )
+    .await;
+    rx.still("/fine", 1).await;
+}
+
+#[tokio::test]
+async fn graph_lifecycle_notifications() {
+    let em = spawn().expect("spawn");
+    let rx = receiver().await;
+    let token = microsoft_access(&em, MS_RW).await;
+    let graph = format!("{}/microsoft/v1.0", em.base_url);
+    let subscribe = |lifecycle: Option<String>| {
+        let mut body = json!({
+            "changeType": "created",
+            "notificationUrl": rx.url("/graph/notify"),
+            "resource": "me/events",
+            "expirationDateTime": graph_expiry(24 * 60),
+            "clientState": "c-state",
+        });
+        if let Some(l) = lifecycle {
+            body["lifecycleNotificationUrl"] = json!(l);
+        }
+        body
+    };
+    let (status, sub) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(subscribe(Some(rx.url("/graph/lifecycle")))),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let lifecycle = format!("/admin/microsoft/subscriptions/{id}/lifecycle");
+
+    for (i, event) in ["reauthorizationRequired", "missed"].iter().enumerate() {
+        admin(
+            &em,
+            reqwest::Method::POST,
+            &lifecycle,
+            json!({"event": event}),
+        )
+        .await;
+        let hits = rx.wait("/graph/lifecycle", i + 2).await;
+        let body = hits[i + 1].json();
+        let n = &body["value"][0];
+        assert_eq!(n["lifecycleEvent"], *event);
+        assert_eq!(n["subscriptionId"], id.as_str());
+        assert_eq!(n["clientState"], "c-state");
+        assert_eq!(n["tenantId"], "9188040d-6c67-4c5b-b112-36a304b66dad");
+        assert_eq!(
+            parse_graph_time(&n["subscriptionExpirationDateTime"]),
+            parse_graph_time(&sub["expirationDateTime"])
+        );
+        let mut keys: Vec<&str> = n.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "clientState",
+                "lifecycleEvent",
+                "subscriptionExpirationDateTime",
+                "subscriptionId",
+                "tenantId"
+            ]
+        );
+    }
+    // reauthorize answers 204 and changes nothing.
+    let resp = client()
+        .post(format!("{graph}/subscriptions/{id}/reauthorize"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("reauthorize");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    let (status, err) = admin_raw(
+        &em,
+        reqwest::Method::POST,
+        &lifecycle,
+        json!({"event": "exploded"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+
+    // subscriptionRemoved: notified, and the subscription is gone.
+    admin(
+        &em,
+        reqwest::Method::POST,
+        &lifecycle,
+        json!({"event": "subscriptionRemoved"}),
+    )
+    .await;
+    let hits = rx.wait("/graph/lifecycle", 4).await;
+    assert_eq!(
+        hits[3].json()["value"][0]["lifecycleEvent"],
+        "subscriptionRemoved"
+    );
+    let (status, _) = call(
+        reqwest::Method::GET,
+        &format!("{graph}/subscriptions/{id}"),
+        &token,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let subs = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/subscriptions",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(subs["subscriptions"][0]["state"], "removed");
+    let (status, _) = admin_raw(
+        &em,
+        reqwest::Method::POST,
+        &lifecycle,
+        json!({"event": "missed"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Without a lifecycleNotificationUrl there is nowhere to send one.
+    let (_, plain) = call(
+        reqwest::Method::POST,
+        &format!("{graph}/subscriptions"),
+        &token,
+        Some(subscribe(None)),
+        &[],
+    )
+    .await;
+    let (status, err) = admin_raw(
+        &em,
+        reqwest::Method::POST,
+        &format!(
+            "/admin/microsoft/subscriptions/{}/lifecycle",
+            plain["id"].as_str().unwrap()
+        ),
+        json!({"event": "missed"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+}
+
+#[tokio::test]
+async fn push_faults_drop_duplicate_delay_and_reset() {
+    let em = spawn().expect("spawn");
+    let rx = receiver().await;
+    let g_token = google_access(&em, GOOGLE_RW).await;
+    let m_token = microsoft_access(&em, MS_RW).await;
+    let settings = admin(&em, reqwest::Method::GET, "/admin/push", Value::Null).await;
+    assert_eq!(
+        settings,
+        json!({"dropNext": 0, "duplicateNext": 0, "delayMs": 0})
+    );
+
+    // A dropped notification never leaves; sync messages are never dropped.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/push",
+        json!({"dropNext": 1}),
+    )
+    .await;
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &format!(
+            "{}/google/calendar/v3/calendars/primary/events/watch",
+            em.base_url
+        ),
+        &g_token,
+        Some(json!({"id": "faulty", "type": "web_hook", "address": rx.url("/g")})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    rx.wait("/g", 1).await;
+    let put = |n: u32| {
+        let em = em.clone();
+        async move {
+            admin(
+                &em,
+                reqwest::Method::PUT,
+                &format!("/admin/google/calendars/primary/events/fault0{n}"),
+                gtimed("Fault", "2030-01-08T09:00:00Z", "2030-01-08T10:00:00Z"),
+            )
+            .await;
+        }
+    };
+    put(1).await; // dropped (message 2)
+    rx.still("/g", 1).await;
+    let settings = admin(&em, reqwest::Method::GET, "/admin/push", Value::Null).await;
+    assert_eq!(settings["dropNext"], 0);
+
+    // A duplicated one comes twice with the same message number.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/push",
+        json!({"duplicateNext": 1}),
+    )
+    .await;
+    put(2).await; // message 3, twice
+    let hits = rx.wait("/g", 3).await;
+    assert_eq!(hits[1].header("x-goog-message-number"), Some("3"));
+    assert_eq!(hits[2].header("x-goog-message-number"), Some("3"));
+    put(3).await; // message 4, once
+    let hits = rx.wait("/g", 4).await;
+    assert_eq!(hits[3].header("x-goog-message-number"), Some("4"));
+    rx.still("/g", 4).await;
+
+    // Graph notifications obey the same faults.
+    let (status, sub) = call(
+        reqwest::Method::POST,
+        &format!("{}/microsoft/v1.0/subscriptions", em.base_url),
+        &m_token,
+        Some(json!({
+            "changeType": "created,updated",
+            "notificationUrl": rx.url("/m"),
+            "resource": "me/events",
+            "expirationDateTime": graph_expiry(120),
+        })),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{sub}");
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/push",
+        json!({"dropNext": 1}),
+    )
+    .await;
+    let m_event = "/admin/microsoft/calendars/default/events/AAMkAGIfault1AAA=";
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        m_event,
+        graph_single("One", "2030-01-08T09:00:00", "2030-01-08T10:00:00"),
+    )
+    .await;
+    rx.still("/m", 1).await; // validation only
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        m_event,
+        graph_single("Two", "2030-01-08T09:00:00", "2030-01-08T10:00:00"),
+    )
+    .await;
+    let hits = rx.wait("/m", 2).await;
+    assert_eq!(hits[1].json()["value"][0]["changeType"], "updated");
+
+    // Every delivery waits delayMs.
+    admin(
+        &em,
+        reqwest::Method::PUT,
+        "/admin/push",
+        json!({"delayMs": 400}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    put(4).await;
+    let hits = rx.wait("/g", 5).await;
+    assert!(
+        hits[4].at.duration_since(started) >= std::time::Duration::from_millis(400),
+        "{:?}",
+        hits[4].at.duration_since(started)
+    );
+    let settings = admin(&em, reqwest::Method::GET, "/admin/push", Value::Null).await;
+    assert_eq!(
+        settings,
+        json!({"dropNext": 0, "duplicateNext": 0, "delayMs": 400})
+    );
+
+    let log = push_log(&em).await;
+    let google: Vec<&Value> = log.iter().filter(|e| e["provider"] == "google").collect();
+    let flags: Vec<(String, bool, bool, Value)> = google
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["dropped"].as_bool().unwrap(),
+                e["duplicated"].as_bool().unwrap(),
+                e["messageNumber"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("sync".to_owned(), false, false, json!(1)),
+            ("exists".to_owned(), true, false, json!(2)),
+            ("exists".to_owned(), false, false, json!(3)),
+            ("exists".to_owned(), false, true, json!(3)),
+            ("exists".to_owned(), false, false, json!(4)),
+            ("exists".to_owned(), false, false, json!(5)),
+        ]
+    );
+    assert_eq!(google[1]["status"], Value::Null);
+    assert!(google
+        .iter()
+        .filter(|e| e["dropped"] == false)
+        .all(|e| e["status"] == 202));
+    let graph: Vec<(&str, bool)> = log
+        .iter()
+        .filter(|e| e["provider"] == "microsoft")
+        .map(|e| (e["kind"].as_str().unwrap(), e["dropped"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        graph,
+        [("validation", false), ("created", true), ("updated", false)]
+    );
+
+    // A reset forgets channels, subscriptions, faults and the log; queued deliveries are not sent.
+    put(5).await; // queued with a 400 ms delay
+    admin(&em, reqwest::Method::POST, "/admin/reset", Value::Null).await;
+    rx.still("/g", 5).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.at("/g").len(), 5);
+    let settings = admin(&em, reqwest::Method::GET, "/admin/push", Value::Null).await;
+    assert_eq!(
+        settings,
+        json!({"dropNext": 0, "duplicateNext": 0, "delayMs": 0})
+    );
+    let channels = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/google/channels",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(channels["channels"], json!([]));
+    let subs = admin(
+        &em,
+        reqwest::Method::GET,
+        "/admin/microsoft/subscriptions",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(subs["subscriptions"], json!([]));
+    let log = admin(&em, reqwest::Method::GET, "/admin/push/log", Value::Null).await;
+    assert_eq!(log["deliveries"], json!([]));
+}
