@@ -128,6 +128,8 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
         return Err(ApiError::not_found("calendar"));
     }
     let audit = AuditEntry::new(&user_id, "CALENDAR_DELETED", "CALENDAR", Some(id));
+    // Read before: the listing below leaves deleted calendars out.
+    let calendar = app.store.connection(&user_id, id).await?;
     match app
         .store
         .soft_delete_connection(&user_id, id, Store::now(), &audit)
@@ -137,12 +139,11 @@ pub async fn delete(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
         Err(StoreError::ConditionFailed) => return Err(ApiError::not_found("calendar")),
         Err(e) => return Err(e.into()),
     }
-    let calendars = app.store.connections(&user_id).await?;
-    let deleted = calendars.iter().find(|c| c.id == id);
-    if let Some(calendar) = deleted {
+    if let Some(calendar) = &calendar {
         crate::sync::push::retire(app, calendar).await;
     }
-    let account_id = deleted.and_then(|c| c.account_id.clone());
+    let calendars = app.store.connections(&user_id).await?;
+    let account_id = calendar.and_then(|c| c.account_id);
     if let Some(account_id) = account_id {
         let still_used = calendars.iter().any(|c| {
             c.deleted_at.is_none() && c.account_id.as_deref() == Some(account_id.as_str())

@@ -132,6 +132,12 @@ async fn answer(
 pub(crate) async fn serve_http(app: App) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    serve_on(listener, app);
+    format!("http://{address}")
+}
+
+/// Serves `app` on a bound listener (bound first when the app's configuration needs its URL).
+pub(crate) fn serve_on(listener: tokio::net::TcpListener, app: App) {
     tokio::spawn(async move {
         loop {
             let Ok((stream, source)) = listener.accept().await else {
@@ -149,5 +155,4 @@ pub(crate) async fn serve_http(app: App) -> String {
             });
         }
     });
-    format!("http://{address}")
 }

@@ -16,6 +16,7 @@ mod ics_feed;
 mod logging;
 mod oauth_flow;
 mod paging;
+mod push;
 mod recurrence;
 mod recurrence_oracle;
 mod recurring_edit;
