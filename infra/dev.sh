@@ -77,7 +77,7 @@ PROVIDERS="http://127.0.0.1:$PROVIDER_PORT"
     --set "MICROSOFT_API_BASE=$PROVIDERS/microsoft/v1.0" \
     --set "CALDAV_DEFAULT_SERVER=http://127.0.0.1:$CALDAV_PORT" --set "CALDAV_ALLOW_HTTP_LOOPBACK=127.0.0.1:$CALDAV_PORT" \
     --set "MAIL_OUTBOX_DIR=$PWD/.dev/outbox" --set "PASSWORD_RESET_URL=http://127.0.0.1:$API_PORT/reset-password" \
-    --set "PUSH_NOTIFICATION_BASE=http://127.0.0.1:$API_PORT"
+    --set "PUSH_NOTIFICATION_BASE=http://127.0.0.1:$API_PORT" --set "WEBHOOK_ALLOW_HTTP_LOOPBACK=127.0.0.1:$API_PORT"
 
   echo "AWS_ENDPOINT_URL=http://127.0.0.1:$AWS_PORT"
   echo "AWS_REGION=us-east-1"
@@ -130,12 +130,14 @@ for name in $FUNCTIONS; do
 done
 
 QUEUE_URL=$(sed -n 's/^SYNC_QUEUE_URL=//p' "$STATE/functions.env")
-echo "Playing EventBridge and the SQS event-source mapping (log: $STATE/driver.log)"
+WEBHOOK_QUEUE_URL=$(sed -n 's/^WEBHOOK_QUEUE_URL=//p' "$STATE/functions.env")
+echo "Playing EventBridge and the SQS event-source mappings (log: $STATE/driver.log)"
 "$CARGO_TARGET_DIR/debug/driver" --endpoint "http://127.0.0.1:$AWS_PORT" --queue-url "$QUEUE_URL" \
-  --lambda "http://127.0.0.1:$LAMBDA_PORT" >"$STATE/driver.log" 2>&1 &
+  --webhook-queue-url "$WEBHOOK_QUEUE_URL" --lambda "http://127.0.0.1:$LAMBDA_PORT" >"$STATE/driver.log" 2>&1 &
 pids+=($!)
 
-"$CARGO_TARGET_DIR/debug/gateway" --listen "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml --app-page &
+"$CARGO_TARGET_DIR/debug/gateway" --listen "127.0.0.1:$API_PORT" --upstream "http://127.0.0.1:$LAMBDA_PORT" --template template.yaml --app-page \
+  --webhook-sink "$STATE/webhooks" &
 pids+=($!)
 
 cat <<MSG
@@ -145,6 +147,8 @@ cat <<MSG
   Emulated Google / Microsoft: http://127.0.0.1:$PROVIDER_PORT (accounts alice@gmail.test, bob@outlook.test)
   CalDAV (Radicale):  http://127.0.0.1:$CALDAV_PORT  (alice / alice-app-password)
   Mail (password resets): .dev/outbox/*.eml   (SES in AWS; nothing leaves this machine here)
+  Webhooks: register http://127.0.0.1:$API_PORT/dev/webhook-sink; deliveries land in .dev/webhooks/*.json
+  Push: the emulated providers notify http://127.0.0.1:$API_PORT/push/{google,microsoft}
 
   Walkthrough:       README.md
   Press Ctrl-C to stop everything.

@@ -7,6 +7,9 @@
 
 use std::collections::HashSet;
 
+#[path = "bench_parts/push.rs"]
+mod push;
+
 use calsync::api::ApiRequest;
 use calsync::app::App;
 use calsync::config::Config;
@@ -92,6 +95,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if args.first().is_some_and(|a| a == "login") {
         return login_timing(&app).await;
+    }
+    if args.first().is_some_and(|a| a == "push") {
+        return push::push_latency(&sdk, &template).await;
     }
 
     let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
@@ -194,6 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("distinct events seen across the year: {}", seen.len());
     kms_calls_per_thousand_decryptions(&app, &sdk).await?;
     sync_from_google(&sdk, &template).await?;
+    push::push_latency(&sdk, &template).await?;
     recurrence_speed()?;
     conflict_speed();
     series_at_scale(&app, &[]).await?;
@@ -280,58 +287,10 @@ async fn sync_from_google(
     }
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let app = App::new(sdk, config);
-    let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
-        "email": "sync-bench@example.com", "password": "benchmark password", "firstName": "S", "lastName": "B"}));
-    let session = app
-        .handle(&calsync::api::service::ALL, register)
-        .await
-        .body
-        .ok_or("no body")?;
-    let token = session["token"].as_str().ok_or("no token")?.to_owned();
-    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
-    let start = ApiRequest::new(Method::POST, "/v1/connections/google").with_bearer(&token);
-    let auth_url = app
-        .handle(&calsync::api::service::ALL, start)
-        .await
-        .body
-        .ok_or("no body")?["authorizationUrl"]
-        .as_str()
-        .ok_or("no authorizationUrl")?
-        .to_owned();
+    let (_, user_id, primary) = connect_google(&app, "sync-bench@example.com").await?;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    // The start route (our own, served in-process) binds the flow to this "browser" by a cookie.
-    let start_link = url::Url::parse(&auth_url)?;
-    let mut open = ApiRequest::new(Method::GET, start_link.path());
-    for (k, v) in start_link.query_pairs() {
-        open = open.with_query(&k, &v);
-    }
-    let started = app.handle(&calsync::api::service::ALL, open).await;
-    let started_header = |name: &str| {
-        started
-            .headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .ok_or(format!("the start route set no {name}"))
-    };
-    let consent_url = started_header("location")?;
-    let cookie = started_header("set-cookie")?;
-    let location = browser.get(&consent_url).send().await?.headers()["location"]
-        .to_str()?
-        .to_owned();
-    let mut callback = ApiRequest::new(Method::GET, "/oauth/google/callback")
-        .with_header("cookie", cookie.split(';').next().unwrap_or_default());
-    for (k, v) in url::Url::parse(&location)?.query_pairs() {
-        callback = callback.with_query(&k, &v);
-    }
-    app.handle(&calsync::api::service::ALL, callback).await;
-    let calendars = app.store.connections(&user_id).await?;
-    let primary = calendars
-        .iter()
-        .find(|c| c.is_primary)
-        .ok_or("no primary calendar")?;
     let calendar_path: String =
         url::form_urlencoded::byte_serialize(primary.calendar_id.as_bytes()).collect();
 
@@ -830,4 +789,69 @@ fn ids_of(pages: &[PageRead]) -> Vec<String> {
         .flat_map(|p| p.body["events"].as_array().into_iter().flatten())
         .filter_map(|e| e["id"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// Registers `email` and connects the emulated Google account through the whole OAuth flow (our
+/// start route, the consent screen, our callback); returns the session token, the user id and
+/// the primary calendar.
+async fn connect_google(
+    app: &App,
+    email: &str,
+) -> Result<(String, String, Connection), Box<dyn std::error::Error>> {
+    let register = ApiRequest::new(Method::POST, "/v1/auth/register")
+        .with_json(&serde_json::json!({
+        "email": email, "password": "benchmark password", "firstName": "S", "lastName": "B"}));
+    let session = app
+        .handle(&calsync::api::service::ALL, register)
+        .await
+        .body
+        .ok_or("no body")?;
+    let token = session["token"].as_str().ok_or("no token")?.to_owned();
+    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    let start = ApiRequest::new(Method::POST, "/v1/connections/google").with_bearer(&token);
+    let auth_url = app
+        .handle(&calsync::api::service::ALL, start)
+        .await
+        .body
+        .ok_or("no body")?["authorizationUrl"]
+        .as_str()
+        .ok_or("no authorizationUrl")?
+        .to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    // The start route (our own, served in-process) binds the flow to this "browser" by a cookie.
+    let start_link = url::Url::parse(&auth_url)?;
+    let mut open = ApiRequest::new(Method::GET, start_link.path());
+    for (k, v) in start_link.query_pairs() {
+        open = open.with_query(&k, &v);
+    }
+    let started = app.handle(&calsync::api::service::ALL, open).await;
+    let started_header = |name: &str| {
+        started
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or(format!("the start route set no {name}"))
+    };
+    let consent_url = started_header("location")?;
+    let cookie = started_header("set-cookie")?;
+    let location = browser.get(&consent_url).send().await?.headers()["location"]
+        .to_str()?
+        .to_owned();
+    let mut callback = ApiRequest::new(Method::GET, "/oauth/google/callback")
+        .with_header("cookie", cookie.split(';').next().unwrap_or_default());
+    for (k, v) in url::Url::parse(&location)?.query_pairs() {
+        callback = callback.with_query(&k, &v);
+    }
+    app.handle(&calsync::api::service::ALL, callback).await;
+    let primary = app
+        .store
+        .connections(&user_id)
+        .await?
+        .into_iter()
+        .find(|c| c.is_primary)
+        .ok_or("no primary calendar")?;
+    Ok((token, user_id, primary))
 }

@@ -29,7 +29,12 @@ struct Clients {
     sqs: OnceLock<aws_sdk_sqs::Client>,
     http: OnceLock<reqwest::Client>,
     mailer: OnceLock<Option<crate::mail::Mailer>>,
+    /// When this container last recorded each user's activity (epoch seconds).
+    activity: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// A user's activity is recorded at most this often per container.
+const ACTIVITY_EVERY_SECONDS: i64 = 600;
 
 impl App {
     pub fn new(sdk: &SdkConfig, config: Config) -> Self {
@@ -51,6 +56,29 @@ impl App {
             })
             .as_ref()
             .ok_or_else(|| ApiError::internal("TOKEN_KEY_ID is not configured"))
+    }
+
+    /// Records that `user_id` is using the API: one write per user per container every ten
+    /// minutes at most, never failing the request.
+    pub async fn note_activity(&self, user_id: &str) {
+        let now = chrono::Utc::now();
+        {
+            let Ok(mut seen) = self.lazy.activity.lock() else {
+                return;
+            };
+            match seen.get(user_id) {
+                Some(at) if now.timestamp() - at < ACTIVITY_EVERY_SECONDS => return,
+                _ => {
+                    if seen.len() > 10_000 {
+                        seen.clear();
+                    }
+                    seen.insert(user_id.to_owned(), now.timestamp());
+                }
+            }
+        }
+        if let Err(e) = self.store.note_user_active(user_id, now).await {
+            tracing::warn!(error = %e, "activity not recorded");
+        }
     }
 
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {

@@ -141,6 +141,9 @@ pub struct Connection {
     /// The provider's push channel for this calendar (Google channel, Graph subscription).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushChannel>,
+    /// The polling interval the last sync chose (CalDAV adapts it: `sync::polling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_seconds: Option<i64>,
 }
 
 /// A provider's push channel of one calendar: Google `events.watch` channel or Microsoft Graph
@@ -189,6 +192,7 @@ impl Connection {
             created_at: now,
             event_count: 0,
             push: None,
+            poll_interval_seconds: None,
         }
     }
 

@@ -31,7 +31,12 @@ pub struct Gateway {
     client: reqwest::Client,
     /// Serve the stand-in app page at [`app_page::PATH`] (the dev stack's `AppRedirectUrl`).
     app_page: bool,
+    /// Where [`WEBHOOK_SINK_PATH`] keeps what it receives (the dev stack's stand-in webhook).
+    webhook_sink: Option<std::path::PathBuf>,
 }
+
+/// A stand-in app endpoint for webhooks in the dev stack: each POST is kept as a file.
+pub const WEBHOOK_SINK_PATH: &str = "/dev/webhook-sink";
 
 /// API Gateway's own answers (when no route or function answers), in its own shape.
 fn gateway_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
@@ -62,6 +67,7 @@ impl Gateway {
                 .build()
                 .map_err(|e| TemplateError::Invalid(format!("HTTP client: {e}")))?,
             app_page: false,
+            webhook_sink: None,
         })
     }
 
@@ -69,6 +75,42 @@ impl Gateway {
     pub fn with_app_page(mut self) -> Self {
         self.app_page = true;
         self
+    }
+
+    /// Also keeps every POST to [`WEBHOOK_SINK_PATH`] as `<dir>/<n>.json` (signature and body),
+    /// so webhooks can be tried without a server of one's own.
+    pub fn with_webhook_sink(mut self, dir: std::path::PathBuf) -> Self {
+        self.webhook_sink = Some(dir);
+        self
+    }
+
+    async fn keep_delivery(dir: &std::path::Path, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        use http_body_util::BodyExt;
+        let signature = req
+            .headers()
+            .get("calsync-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+            return gateway_response(StatusCode::BAD_REQUEST, "Bad Request");
+        };
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let kept = serde_json::json!({"signature": signature, "body": body});
+        let name = format!("{}.json", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join(name), format!("{kept:#}\n")));
+        match written {
+            Ok(()) => {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            }
+            Err(_) => gateway_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the sink could not write",
+            ),
+        }
     }
 
     pub fn route_count(&self) -> usize {
@@ -84,6 +126,11 @@ impl Gateway {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
             return page;
+        }
+        if let Some(dir) = &self.webhook_sink {
+            if req.method() == Method::POST && req.uri().path() == WEBHOOK_SINK_PATH {
+                return Self::keep_delivery(dir, req).await;
+            }
         }
         let origin = req.headers().get("origin").cloned();
         // A preflight is answered by the gateway itself when CORS is configured, as API Gateway does.

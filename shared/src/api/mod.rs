@@ -186,7 +186,10 @@ impl App {
         let hash = crate::ids::sha256_hex(token);
         let now = chrono::Utc::now().timestamp();
         match self.store.session(&hash, now).await? {
-            Some(session) => Ok(session.user_id),
+            Some(session) => {
+                self.note_activity(&session.user_id).await;
+                Ok(session.user_id)
+            }
             None => Err(ApiError::unauthorized("session is invalid or expired")),
         }
     }

@@ -283,8 +283,13 @@ fn build() -> Value {
             "responses": responses,
         });
         if let Some(request) = request {
+            // Graph's validation handshake POSTs no body.
+            let optional = matches!(
+                spec.operation,
+                Operation::GraphPush | Operation::GraphLifecycle
+            );
             operation["requestBody"] = json!({
-                "required": true,
+                "required": !optional,
                 "content": {"application/json": {"schema": request(&mut generator)}}
             });
         }

@@ -96,8 +96,21 @@ pub struct NotificationReceipt {
     pub discarded: usize,
 }
 
-/// Graph's validation handshake: echo `validationToken` as text within 10 seconds.
+/// A batch of notifications; no body at all is an empty batch (the validation handshake's
+/// requests carry none, and nothing is lost by accepting an empty one).
+fn batch(req: &ApiRequest) -> ApiResult<GraphNotifications> {
+    if req.body.is_empty() {
+        return Ok(GraphNotifications { value: Vec::new() });
+    }
+    json_body(req)
+}
+
+/// Graph's validation handshake (a POST with `validationToken` and no body): echo the token as
+/// text within 10 seconds. A body makes it a notification batch, checked as such.
 fn validation(req: &ApiRequest) -> Option<ApiResponse> {
+    if !req.body.is_empty() {
+        return None;
+    }
     let token = req.query.get("validationToken")?;
     Some(ApiResponse {
         status: StatusCode::OK,
@@ -113,7 +126,7 @@ pub async fn microsoft(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     if let Some(echo) = validation(req) {
         return Ok(echo);
     }
-    let batch: GraphNotifications = json_body(req)?;
+    let batch = batch(req)?;
     let mut receipt = NotificationReceipt::default();
     let mut calendars: HashMap<String, ChannelRecord> = HashMap::new();
     for notification in batch.value.iter().take(1000) {
@@ -152,7 +165,7 @@ pub async fn microsoft_lifecycle(app: &App, req: &ApiRequest) -> ApiResult<ApiRe
     if let Some(echo) = validation(req) {
         return Ok(echo);
     }
-    let batch: GraphNotifications = json_body(req)?;
+    let batch = batch(req)?;
     let mut receipt = NotificationReceipt::default();
     for notification in batch.value.iter().take(1000) {
         let Some(record) = verified(

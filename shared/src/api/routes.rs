@@ -702,7 +702,7 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[param(
             "validationToken",
             false,
-            "Graph's validation handshake: echoed as text/plain with 200.",
+            "Graph's validation handshake (no body): echoed as text/plain with 200.",
         )],
         status: 202,
         errors: &[415],
@@ -717,7 +717,7 @@ pub static ROUTES: &[RouteSpec] = &[
         query: &[param(
             "validationToken",
             false,
-            "Graph's validation handshake: echoed as text/plain with 200.",
+            "Graph's validation handshake (no body): echoed as text/plain with 200.",
         )],
         status: 202,
         errors: &[415],

@@ -198,19 +198,22 @@ impl Store {
     }
 
     /// Ends a sync: stores the cursor (only after every page before it was written), the next
-    /// sync time, and, after a full listing, the exact event count; releases the lease.
+    /// sync time and the polling interval it came from, and, after a full listing, the exact
+    /// event count; releases the lease.
     pub async fn finish_sync(
         &self,
         lease: &SyncLease,
         cursor: Option<&str>,
         now: DateTime<Utc>,
-        next_sync_at: DateTime<Utc>,
+        next: (DateTime<Utc>, chrono::Duration),
         exact_count: Option<i64>,
     ) -> StoreResult<()> {
         let conn = &lease.connection;
+        let (next_sync_at, interval) = next;
         let mut set = vec![
             "lastSyncedAt = :now",
             "nextSyncAt = :next",
+            "pollIntervalSeconds = :interval",
             "#status = :active",
             "syncFailures = :zero",
         ];
@@ -226,6 +229,7 @@ impl Store {
             .expression_attribute_values(":owner", s(lease.owner.clone()))
             .expression_attribute_values(":now", s(key_format(now)))
             .expression_attribute_values(":next", s(key_format(next_sync_at)))
+            .expression_attribute_values(":interval", n(interval.num_seconds()))
             .expression_attribute_values(
                 ":active",
                 s(crate::model::ConnectionStatus::Active.as_str()),

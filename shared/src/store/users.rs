@@ -217,4 +217,42 @@ impl Store {
             other => other,
         }
     }
+
+    /// Records that the user used the API at `now` (CalDAV polling speeds up for active users).
+    pub async fn note_user_active(
+        &self,
+        user_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .update_item()
+            .table_name(&self.users)
+            .key("pk", s(user_pk(user_id)))
+            .key("sk", s(PROFILE))
+            .update_expression("SET activeAt = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(crate::time::key_format(now)))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk);
+        match result {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When the user last used the API, as far as [`Self::note_user_active`] recorded it.
+    pub async fn user_active_at(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(self
+            .get(&self.users, user_pk(user_id), PROFILE.into())
+            .await?
+            .and_then(|item| item.get("activeAt")?.as_s().ok().cloned())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.to_utc()))
+    }
 }

@@ -120,15 +120,17 @@ pub async fn sync_connection(
     // Boxed: the sync is a large future, and callers may poll it on a small stack.
     match Box::pin(run(app, &lease.connection)).await {
         Ok((report, cursor, exact_count)) => {
-            let interval = if report.pushed {
-                super::push::PUSHED_SYNC_INTERVAL
-            } else {
-                SYNC_INTERVAL
-            };
+            let interval = super::polling::next_interval(app, &lease.connection, &report).await;
             let next = Utc::now() + interval + jitter(connection_id);
             match app
                 .store
-                .finish_sync(&lease, cursor.as_deref(), Utc::now(), next, exact_count)
+                .finish_sync(
+                    &lease,
+                    cursor.as_deref(),
+                    Utc::now(),
+                    (next, interval),
+                    exact_count,
+                )
                 .await
             {
                 Ok(()) => {}

@@ -10,6 +10,7 @@
 
 pub mod engine;
 pub mod feeds;
+pub mod polling;
 pub mod push;
 pub mod scheduler;
 pub mod worker;

@@ -784,3 +784,76 @@ async fn local_changes_are_written_back_to_caldav_and_a_provider_change_wins() {
     let gone = fx.fetch(&name).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 }
+
+/// The interval the last sync chose for the calendar, in minutes.
+async fn poll_minutes(fx: &CalDavFixture) -> i64 {
+    let item = raw_item(
+        "CONNECTIONS_TABLE",
+        &format!("USER#{}", fx.user.id),
+        &format!("CONN#{}", fx.connection_id),
+    )
+    .await
+    .unwrap();
+    item["pollIntervalSeconds"]
+        .as_n()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        / 60
+}
+
+#[tokio::test]
+async fn caldav_polling_slows_down_while_quiet_and_speeds_up_on_changes_and_activity() {
+    let fx = CalDavFixture::radicale("caldav-polling").await;
+    fx.put("poll01", &ics("poll01", "First", "20261207T090000", 60, ""))
+        .await;
+    fx.sync().await;
+    assert_eq!(poll_minutes(&fx).await, 2, "a sync that brought changes");
+    // The user stopped using calsync two hours ago.
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk().await);
+    ddb.update_item()
+        .table_name(&stack().environment["USERS_TABLE"])
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{}", fx.user.id)),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PROFILE".into()),
+        )
+        .update_expression("SET activeAt = :then")
+        .expression_attribute_values(
+            ":then",
+            aws_sdk_dynamodb::types::AttributeValue::S(calsync::time::key_format(
+                chrono::Utc::now() - chrono::Duration::hours(2),
+            )),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut quiet = Vec::new();
+    for _ in 0..5 {
+        fx.sync().await;
+        quiet.push(poll_minutes(&fx).await);
+    }
+    assert_eq!(quiet, vec![5, 10, 20, 30, 30]);
+    fx.put(
+        "poll02",
+        &ics("poll02", "Second", "20261208T090000", 60, ""),
+    )
+    .await;
+    fx.sync().await;
+    assert_eq!(poll_minutes(&fx).await, 2, "a change brings it back");
+    // An active user keeps it short.
+    app_with_fresh_activity(&fx).await;
+    fx.sync().await;
+    assert_eq!(poll_minutes(&fx).await, 2, "the user is active");
+}
+
+/// Records the user's activity now, as any authenticated request does (once per ten minutes
+/// per container: a fresh app has not recorded it yet).
+async fn app_with_fresh_activity(fx: &CalDavFixture) {
+    let fresh = app().await;
+    let (status, _) = call(&fresh, get("/v1/me", &fx.user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -221,6 +221,40 @@ async fn every_instant_every_route_returns_is_utc_z_to_the_millisecond() {
     );
     hit!("/v1/audit-log", get("/v1/audit-log", &user.token));
     hit!("/v1/me/export", get("/v1/me/export", &user.token));
+    hit!("/v1/changes", get("/v1/changes", &user.token));
+    let hook = hit!(
+        "/v1/webhooks",
+        post(
+            "/v1/webhooks",
+            json!({"url": "https://hooks.example.com/calsync"})
+        )
+    );
+    let hook = hook["id"].as_str().unwrap().to_owned();
+    hit!("/v1/webhooks", get("/v1/webhooks", &user.token));
+    hit!(
+        "/v1/webhooks/{id}",
+        send(
+            Method::PATCH,
+            &format!("/v1/webhooks/{hook}"),
+            &user.token,
+            &json!({"events": ["event.created"]})
+        )
+    );
+    hit!(
+        "/v1/webhooks/{id}/rotate-secret",
+        post(&format!("/v1/webhooks/{hook}/rotate-secret"), json!({}))
+    );
+    for path in ["/push/microsoft", "/push/microsoft/lifecycle"] {
+        let route = if path.ends_with("lifecycle") {
+            "/push/microsoft/lifecycle"
+        } else {
+            "/push/microsoft"
+        };
+        hit!(
+            route,
+            ApiRequest::new(Method::POST, path).with_json(&json!({"value": []}))
+        );
+    }
     hit!(
         "/v1/auth/password-reset",
         ApiRequest::new(Method::POST, "/v1/auth/password-reset")

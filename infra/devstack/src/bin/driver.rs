@@ -1,8 +1,9 @@
-//! `driver --endpoint URL --queue-url URL [--lambda http://127.0.0.1:9000]`
+//! `driver --endpoint URL --queue-url URL [--webhook-queue-url URL] [--lambda http://127.0.0.1:9000]`
 //! Plays, for `make dev`, what AWS does around the functions: EventBridge schedules (sync-scheduler
 //! every minute, cleanup every 15 minutes, token-refresh hourly; each also once at start) and the
-//! SQS event-source mapping of the sync worker (long-polls the queue, invokes the worker with
-//! batches of up to 10, deletes what succeeded, leaves reported failures for redelivery).
+//! SQS event-source mappings of the sync worker and the webhook dispatcher (each long-polls its
+//! queue, invokes its function with batches of up to 10, deletes what succeeded, leaves reported
+//! failures for redelivery).
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let endpoint = arg(&args, "--endpoint").ok_or("--endpoint URL is required")?;
     let queue = arg(&args, "--queue-url").ok_or("--queue-url URL is required")?;
+    let webhook_queue = arg(&args, "--webhook-queue-url");
     let lambda = arg(&args, "--lambda").unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let sqs = aws_sdk_sqs::Client::new(&local_sdk_config(&endpoint).await);
     let http = reqwest::Client::builder()
@@ -75,7 +77,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             next: now,
         },
     ];
-    println!("driver: schedules and the sync queue's event-source mapping are running");
+    tokio::spawn(consume(
+        sqs.clone(),
+        http.clone(),
+        lambda.clone(),
+        queue,
+        "sync-worker",
+    ));
+    if let Some(webhook_queue) = webhook_queue {
+        tokio::spawn(consume(
+            sqs.clone(),
+            http.clone(),
+            lambda.clone(),
+            webhook_queue,
+            "webhook-dispatcher",
+        ));
+    }
+    println!("driver: schedules and the queues' event-source mappings are running");
     loop {
         for schedule in schedules.iter_mut().filter(|s| s.next <= Instant::now()) {
             schedule.next = Instant::now() + schedule.every;
@@ -91,11 +109,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => eprintln!("driver: {e}"),
             }
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The SQS event-source mapping of one queue: long-polls it, invokes `function` with batches of
+/// up to 10 (with their receive counts, as Lambda passes them), deletes what succeeded, and
+/// leaves reported failures for redelivery.
+async fn consume(
+    sqs: aws_sdk_sqs::Client,
+    http: reqwest::Client,
+    lambda: String,
+    queue: String,
+    function: &'static str,
+) {
+    loop {
         let received = sqs
             .receive_message()
             .queue_url(&queue)
             .max_number_of_messages(10)
             .wait_time_seconds(5)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
             .send()
             .await;
         let messages = match received {
@@ -115,38 +151,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let records: Vec<Value> = messages
             .iter()
             .map(|m| {
+                let attributes: serde_json::Map<String, Value> = m
+                    .attributes()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                    .collect();
                 json!({
                     "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-                    "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
-                    "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:sync", "awsRegion": "us-east-1"
+                    "attributes": attributes, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                    "eventSource": "aws:sqs", "eventSourceARN": format!("arn:aws:sqs:us-east-1:000000000000:{function}"), "awsRegion": "us-east-1"
                 })
             })
             .collect();
-        let failed: Vec<String> = match invoke(
-            &http,
-            &lambda,
-            "sync-worker",
-            &json!({ "Records": records }),
-        )
-        .await
-        {
-            Ok(response) => response["batchItemFailures"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                .collect(),
-            Err(e) => {
-                eprintln!("driver: {e}");
-                // The whole batch failed: every message comes back after its visibility timeout.
-                messages
-                    .iter()
-                    .filter_map(|m| m.message_id().map(str::to_owned))
-                    .collect()
-            }
-        };
+        let failed: Vec<String> =
+            match invoke(&http, &lambda, function, &json!({ "Records": records })).await {
+                Ok(response) => response["batchItemFailures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                    .collect(),
+                Err(e) => {
+                    eprintln!("driver: {e}");
+                    // The whole batch failed: every message comes back after its visibility timeout.
+                    messages
+                        .iter()
+                        .filter_map(|m| m.message_id().map(str::to_owned))
+                        .collect()
+                }
+            };
         println!(
-            "driver: sync-worker took {} message(s), {} to retry",
+            "driver: {function} took {} message(s), {} to retry",
             messages.len(),
             failed.len()
         );

@@ -1,6 +1,7 @@
 //! `gateway --listen 127.0.0.1:3000 --upstream http://127.0.0.1:9000 [--template template.yaml]
-//! [--app-page]`: a local API Gateway in front of `cargo lambda watch`
-//! ([`calsync_devstack::gateway`]); `--app-page` also serves the dev stack's `/connected` page.
+//! [--app-page] [--webhook-sink DIR]`: a local API Gateway in front of `cargo lambda watch`
+//! ([`calsync_devstack::gateway`]); `--app-page` also serves the dev stack's `/connected` page,
+//! `--webhook-sink` keeps what is POSTed to `/dev/webhook-sink` in DIR.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut gateway = Gateway::new(&Template::load(&template)?, &upstream)?;
     if args.iter().any(|a| a == "--app-page") {
         gateway = gateway.with_app_page();
+    }
+    if let Some(dir) = arg(&args, "--webhook-sink") {
+        gateway = gateway.with_webhook_sink(PathBuf::from(dir));
     }
     let gateway = Arc::new(gateway);
     let listener = tokio::net::TcpListener::bind(listen).await?;
