@@ -1,4 +1,5 @@
-//! changes-api: the change log (`GET /v1/changes`) and the outbound webhooks that follow it.
+//! changes-api: how other apps follow a user's calendars: the change log (`GET /v1/changes`),
+//! signed webhooks, secret ICS feeds.
 //! Routes and behaviour live in `calsync::api`; this binary only starts the Lambda runtime.
 
 #[tokio::main]

@@ -134,10 +134,6 @@ async fn events_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
         Op::UpdateEvent => events::update(app, req, call.id()?).await,
         Op::DeleteEvent => events::delete(app, req, call.id()?).await,
         Op::EventInstances => events::instances(app, req, call.id()?).await,
-        Op::CreateFeed => feeds::create(app, req).await,
-        Op::ListFeeds => feeds::list(app, req).await,
-        Op::DeleteFeed => feeds::delete(app, req, call.id()?).await,
-        Op::ReadFeed => feeds::read(app, req, call.param("token")?).await,
         Op::Conflicts => schedule::conflicts(app, req).await,
         Op::FreeBusy => schedule::freebusy(app, req).await,
         Op::Availability => schedule::availability(app, req).await,
@@ -166,6 +162,10 @@ async fn oauth_callback_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiRespo
 async fn changes_routes(app: &App, call: &Call<'_>) -> ApiResult<ApiResponse> {
     match call.operation {
         Op::ListChanges => changes::list(app, call.req).await,
+        Op::CreateFeed => feeds::create(app, call.req).await,
+        Op::ListFeeds => feeds::list(app, call.req).await,
+        Op::DeleteFeed => feeds::delete(app, call.req, call.id()?).await,
+        Op::ReadFeed => feeds::read(app, call.req, call.param("token")?).await,
         Op::CreateWebhook => webhooks::create(app, call.req).await,
         Op::ListWebhooks => webhooks::list(app, call.req).await,
         Op::UpdateWebhook => webhooks::update(app, call.req, call.id()?).await,
