@@ -29,10 +29,8 @@ type Handler = Arc<
         + Sync,
 >;
 
-/// An HTTP server on a free loopback port; returns its base URL.
-async fn serve(handler: Handler) -> Result<String, Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
+/// Serves `handler` on a bound loopback listener.
+fn serve(listener: tokio::net::TcpListener, handler: Handler) {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let handler = handler.clone();
@@ -47,7 +45,12 @@ async fn serve(handler: Handler) -> Result<String, Box<dyn std::error::Error>> {
             });
         }
     });
-    Ok(base)
+}
+
+async fn loopback() -> Result<(tokio::net::TcpListener, String), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    Ok((listener, base))
 }
 
 /// The push receiver function, behind a minimal gateway.
@@ -204,14 +207,16 @@ pub async fn push_latency(
     let notifications = Arc::new(AtomicU64::new(0));
     let secret = Arc::new(Mutex::new(String::new()));
     let arrivals = Arc::new(Mutex::new(Vec::new()));
-    let endpoint = serve(webhook_endpoint(secret.clone(), arrivals.clone())).await?;
+    let (endpoint_listener, endpoint) = loopback().await?;
+    serve(
+        endpoint_listener,
+        webhook_endpoint(secret.clone(), arrivals.clone()),
+    );
     let endpoint_port = url::Url::parse(&endpoint)?.port().ok_or("no port")?;
 
     // The push receiver needs its URL in the configuration: an app of its own (its DynamoDB
-    // requests are the notifications' cost), behind a server started once the URL is known.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let push_base = format!("http://{}", listener.local_addr()?);
-    drop(listener);
+    // requests are the notifications' cost), served once the app exists.
+    let (push_listener, push_base) = loopback().await?;
     let mut env = provision(sdk, template, "bench-push-").await?.environment;
     for (k, v) in [
         ("OAUTH_CALLBACK_BASE", "http://127.0.0.1:3000".to_owned()),
@@ -234,23 +239,10 @@ pub async fn push_latency(
     let config = Config::from_lookup(|k| env.get(k).cloned())?;
     let app = App::new(sdk, config.clone());
     let receiver_app = App::new(sdk, config);
-    let push_addr: std::net::SocketAddr = push_base.trim_start_matches("http://").parse()?;
-    let push_listener = tokio::net::TcpListener::bind(push_addr).await?;
-    let handler = push_receiver(receiver_app.clone(), notifications.clone());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = push_listener.accept().await {
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    serve(
+        push_listener,
+        push_receiver(receiver_app.clone(), notifications.clone()),
+    );
 
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let syncs = Arc::new(AtomicU64::new(0));

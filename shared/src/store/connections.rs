@@ -213,21 +213,44 @@ impl Store {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// Adjusts a calendar's event count after a bulk import.
-    pub async fn add_event_count(&self, user_id: &str, id: &str, delta: i64) -> StoreResult<()> {
-        self.stats.write();
+    /// An update of one calendar item, to which the caller adds its expressions.
+    pub(crate) fn calendar_update(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.ddb
             .update_item()
             .table_name(&self.connections)
             .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(id)))
+            .key("sk", s(conn_sk(connection_id)))
+    }
+
+    /// Sends a conditional update: `Ok(false)` when its condition did not hold.
+    pub(crate) async fn applied(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> StoreResult<bool> {
+        self.stats.write();
+        match update.send().await.map_err(StoreError::from_sdk) {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adjusts a calendar's event count after a bulk import.
+    pub async fn add_event_count(&self, user_id: &str, id: &str, delta: i64) -> StoreResult<()> {
+        let update = self
+            .calendar_update(user_id, id)
             .condition_expression("attribute_exists(pk)")
             .update_expression("ADD eventCount :delta")
-            .expression_attribute_values(":delta", n(delta))
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(())
+            .expression_attribute_values(":delta", n(delta));
+        if self.applied(update).await? {
+            Ok(())
+        } else {
+            Err(StoreError::ConditionFailed)
+        }
     }
 
     /// Items of one shard of `due` whose time is at or before `before` (user id, item id).

@@ -168,49 +168,32 @@ impl Store {
         }
     }
 
-    /// Marks a calendar's channel as to be renewed by its next sync.
+    /// Marks a calendar's channel as to be renewed by its next sync (a no-op if the calendar
+    /// has another channel by now).
     pub async fn request_push_renewal(
         &self,
         user_id: &str,
         connection_id: &str,
         channel_id: &str,
     ) -> StoreResult<()> {
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(connection_id)))
+        let update = self
+            .calendar_update(user_id, connection_id)
             .update_expression("SET push.renew = :true")
             .condition_expression("push.id = :id")
             .expression_attribute_values(":id", s(channel_id))
             .expression_attribute_values(
                 ":true",
                 aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
-            .send()
-            .await
-            .map_err(StoreError::from_sdk);
-        match result {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+            );
+        self.applied(update).await.map(drop)
     }
 
     /// Forgets the sync cursor, so the next sync lists in full and reconciles (Graph `missed`).
     pub async fn forget_sync_cursor(&self, user_id: &str, connection_id: &str) -> StoreResult<()> {
-        self.stats.write();
-        self.ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(connection_id)))
+        let update = self
+            .calendar_update(user_id, connection_id)
             .update_expression("REMOVE syncToken")
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(())
+            .condition_expression("attribute_exists(pk)");
+        self.applied(update).await.map(drop)
     }
 }

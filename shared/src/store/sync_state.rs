@@ -153,27 +153,16 @@ impl Store {
         connection_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(connection_id)))
+        let update = self
+            .calendar_update(user_id, connection_id)
             .condition_expression(format!(
                 "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND \
                  (attribute_not_exists({SYNC_REQUESTED}) OR {SYNC_REQUESTED} < :stale)"
             ))
             .update_expression(format!("SET {SYNC_REQUESTED} = :now"))
             .expression_attribute_values(":now", s(key_format(now)))
-            .expression_attribute_values(":stale", s(key_format(now - SYNC_REQUEST_STALE)))
-            .send()
-            .await;
-        match result.map_err(StoreError::from_sdk) {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+            .expression_attribute_values(":stale", s(key_format(now - SYNC_REQUEST_STALE)));
+        self.applied(update).await
     }
 
     pub async fn lease_sync(
@@ -320,23 +309,12 @@ impl Store {
         now: DateTime<Utc>,
         next: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        self.stats.write();
-        let result = self
-            .ddb
-            .update_item()
-            .table_name(&self.connections)
-            .key("pk", s(user_pk(user_id)))
-            .key("sk", s(conn_sk(connection_id)))
+        let update = self
+            .calendar_update(user_id, connection_id)
             .condition_expression("nextSyncAt <= :now")
             .update_expression("SET nextSyncAt = :next")
             .expression_attribute_values(":now", s(key_format(now)))
-            .expression_attribute_values(":next", s(key_format(next)))
-            .send()
-            .await;
-        match result.map_err(StoreError::from_sdk) {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+            .expression_attribute_values(":next", s(key_format(next)));
+        self.applied(update).await
     }
 }

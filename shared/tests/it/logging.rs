@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use calsync::api::service::{ACCOUNTS, EVENTS, OAUTH_CALLBACK};
+use calsync::api::service::{ACCOUNTS, CHANGES, OAUTH_CALLBACK};
 use calsync::lambda::serve;
 use lambda_http::{Body, RequestExt};
 use serde_json::Value;
@@ -85,7 +85,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
         "authorization",
         format!("Bearer {}", user.token).parse().unwrap(),
     );
-    let created = serve(&app, &EVENTS, create).await;
+    let created = serve(&app, &CHANGES, create).await;
     assert_eq!(created.status(), 201);
     let feed_url = match created.body() {
         Body::Text(text) => serde_json::from_str::<Value>(text).unwrap()["url"]
@@ -96,7 +96,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     };
     let feed_token = feed_url.rsplit('/').nth(1).unwrap().to_owned();
     let feed_path = format!("/v1/feeds/{feed_token}/calendar.ics");
-    let read = serve(&app, &EVENTS, request("GET", &feed_path, "", "req-feed-5")).await;
+    let read = serve(&app, &CHANGES, request("GET", &feed_path, "", "req-feed-5")).await;
     assert_eq!(read.status(), 200);
     let (state, code) = ("state-secret-0123456789", "code-secret-0123456789");
     let callback = request("GET", "/oauth/google/callback", "", "req-callback-6")

@@ -387,8 +387,23 @@ async fn graph_changes_reach_the_app_in_seconds_through_subscriptions_and_lifecy
                 "{event}: {}",
                 response.status()
             );
-            // The notification travels to the receiver; then the sync it asked for runs.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The notification reaches the receiver (the emulator logs its answer); then the
+            // sync it asked for runs.
+            let sent = Instant::now();
+            loop {
+                let log = p.admin_list("/admin/push/log").await;
+                let answered = log["deliveries"].as_array().unwrap().iter().any(|d| {
+                    d["kind"] == event && d["subscriptionId"] == json!(id) && d["pending"] == false
+                });
+                if answered {
+                    break;
+                }
+                assert!(
+                    sent.elapsed() < Duration::from_secs(20),
+                    "{event} never delivered: {log}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             p.run_queues().await;
         }
     };

@@ -335,3 +335,61 @@ pub fn zoned(time: &Value) -> String {
         minutes.abs() % 60
     )
 }
+
+/// PATCHes an event through the API; asserts it was changed.
+pub async fn patch_event(app: &App, user: &TestUser, id: &str, body: Value) {
+    let (status, answer) = call(
+        app,
+        send(
+            Method::PATCH,
+            &format!("/v1/events/{id}"),
+            &user.token,
+            &body,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// DELETEs an event through the API; asserts it was deleted.
+pub async fn delete_event(app: &App, user: &TestUser, id: &str) {
+    let (status, answer) = call(
+        app,
+        send(
+            Method::DELETE,
+            &format!("/v1/events/{id}"),
+            &user.token,
+            &json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+}
+
+/// Every message waiting in `queue` (received and deleted), as JSON.
+pub async fn drain_queue(queue: &str) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}

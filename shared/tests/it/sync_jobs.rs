@@ -179,31 +179,7 @@ async fn the_worker_reports_only_retryable_failures_and_the_calendar_shows_the_e
 
 /// The sync requests waiting in the app's queue (received and deleted).
 async fn queued_syncs(app: &calsync::app::App) -> Vec<serde_json::Value> {
-    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-    let queue = app.config.sync_queue_url.clone().unwrap();
-    let mut bodies = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return bodies;
-        }
-        for m in messages {
-            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    drain_queue(&app.config.sync_queue_url.clone().unwrap()).await
 }
 
 #[tokio::test]
@@ -249,16 +225,6 @@ async fn local_writes_queue_their_write_back_at_once_and_a_burst_costs_one_sync(
         .await
         .unwrap();
     assert!(lease.is_some());
-    let (status, _) = call(
-        &app,
-        send(
-            http::Method::PATCH,
-            &format!("/v1/events/{id}"),
-            &user.token,
-            &json!({"title": "After the start"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    patch_event(&app, &user, &id, json!({"title": "After the start"})).await;
     assert_eq!(queued_syncs(&app).await.len(), 1);
 }

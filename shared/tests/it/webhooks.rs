@@ -344,28 +344,8 @@ async fn deliveries_are_signed_filtered_retried_dead_lettered_and_a_failing_webh
         "2026-12-10T10:00:00Z",
     )
     .await;
-    let (status, _) = call(
-        &app,
-        send(
-            Method::PATCH,
-            &format!("/v1/events/{a}"),
-            &user.token,
-            &json!({"title": "A2"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _) = call(
-        &app,
-        send(
-            Method::DELETE,
-            &format!("/v1/events/{a}"),
-            &user.token,
-            &json!({}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    patch_event(&app, &user, &a, json!({"title": "A2"})).await;
+    delete_event(&app, &user, &a).await;
     deliver(&app).await;
     let delivered = verified(&receiver.take(), &[&secret]);
     assert_eq!(
@@ -497,29 +477,5 @@ fn signature_probe(secret: &str) -> (String, String) {
 }
 
 async fn dead_letters(app: &App) -> Vec<Value> {
-    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-    let queue = app.config.webhook_dead_letter_url.clone().unwrap();
-    let mut letters = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return letters;
-        }
-        for m in messages {
-            letters.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    drain_queue(&app.config.webhook_dead_letter_url.clone().unwrap()).await
 }
