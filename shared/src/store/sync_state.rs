@@ -146,7 +146,8 @@ impl Store {
     /// Marks the calendar as waiting for a sync; true when it was not already waiting, so the
     /// caller is the one to queue it. A burst of requests (notifications, local writes) before
     /// the sync starts costs one sync; one after it starts queues the next. A mark older than
-    /// [`SYNC_REQUEST_STALE`] (its message lost) no longer holds requests back.
+    /// [`SYNC_REQUEST_STALE`] (its message lost) no longer holds requests back. A calendar of
+    /// no provider account (one kept only here) has nothing to sync with and is never marked.
     pub async fn request_sync(
         &self,
         user_id: &str,
@@ -156,7 +157,7 @@ impl Store {
         let update = self
             .calendar_update(user_id, connection_id)
             .condition_expression(format!(
-                "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND \
+                "attribute_exists(accountId) AND attribute_not_exists(deletedAt) AND \
                  (attribute_not_exists({SYNC_REQUESTED}) OR {SYNC_REQUESTED} < :stale)"
             ))
             .update_expression(format!("SET {SYNC_REQUESTED} = :now"))

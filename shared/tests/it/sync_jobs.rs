@@ -186,7 +186,21 @@ async fn queued_syncs(app: &calsync::app::App) -> Vec<serde_json::Value> {
 async fn local_writes_queue_their_write_back_at_once_and_a_burst_costs_one_sync() {
     let app = isolated_app("write-now", &[]).await;
     let user = register(&app, "write-now").await;
-    let calendar = connect(&app, &user, "work", true).await;
+    // A calendar kept only here (no provider account) has nothing to push.
+    let local_only = connect(&app, &user, "local", false).await;
+    create_event(
+        &app,
+        &user,
+        &local_only.id,
+        "Local",
+        "2026-12-10T09:00:00Z",
+        "2026-12-10T10:00:00Z",
+    )
+    .await;
+    assert!(queued_syncs(&app).await.is_empty());
+    let mut calendar = connect(&app, &user, "work", true).await;
+    calendar.account_id = Some("acct".into());
+    app.store.put_connection(&calendar).await.unwrap();
     let id = create_event(
         &app,
         &user,
