@@ -661,17 +661,9 @@ pub(crate) fn google_watch(em: &Emulator, req: &Req, cid: &str) -> Resp {
         Ok(grant) => grant.client_id.clone(),
         Err(_) => return unauthenticated(false),
     };
-    let body = match serde_json::from_slice::<Value>(&req.body) {
-        Ok(Value::Object(o)) => o,
-        _ => {
-            return api_error(
-                400,
-                "Parse Error",
-                "parseError",
-                "global",
-                "INVALID_ARGUMENT",
-            )
-        }
+    let body = match google_json_object(req) {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     let text = |name: &str| -> Result<Option<String>, Resp> {
         match body.get(name) {
@@ -821,17 +813,9 @@ pub(crate) fn google_stop(em: &Emulator, req: &Req) -> Resp {
         Err(TokenProblem::Missing) => return unauthenticated(true),
         Err(_) => return unauthenticated(false),
     };
-    let body = match serde_json::from_slice::<Value>(&req.body) {
-        Ok(Value::Object(o)) => o,
-        _ => {
-            return api_error(
-                400,
-                "Parse Error",
-                "parseError",
-                "global",
-                "INVALID_ARGUMENT",
-            )
-        }
+    let body = match google_json_object(req) {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
     let resource = body.get("resourceId").and_then(Value::as_str);
@@ -1675,4 +1659,18 @@ fn lifecycle(st: &mut State, req: &Req, id: &str) -> Resp {
         200,
         &json!({ "queued": event, "subscriptionId": sub_id, "lifecycleNotificationUrl": url }),
     )
+}
+
+/// A Google request's JSON object body, or Google's parse error.
+fn google_json_object(req: &Req) -> Result<serde_json::Map<String, Value>, Resp> {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(api_error(
+            400,
+            "Parse Error",
+            "parseError",
+            "global",
+            "INVALID_ARGUMENT",
+        )),
+    }
 }

@@ -368,6 +368,7 @@ async fn disable(app: &App, hook: &Webhook, error: &str) {
     let expected = current.version;
     current.version += 1;
     current.enabled = false;
+    current.disabled_at = Some(Utc::now());
     current.disabled_reason = Some(format!(
         "{DISABLE_AFTER} deliveries in a row failed after {} attempts each; the last: {error}",
         app.config.webhook_max_attempts

@@ -15,7 +15,9 @@ use crate::crypto::{Secret, SecretContext};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::model::AuditEntry;
-use crate::store::{ChangeKind, Position, StoreError, Webhook, MAX_WEBHOOKS};
+use crate::store::{
+    ChangeKind, Position, StoreError, Webhook, CHANGE_RETENTION_DAYS, MAX_WEBHOOKS,
+};
 
 /// How long the secret before a rotation keeps signing, by default and at most.
 const ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -221,6 +223,7 @@ pub async fn create(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         previous_until: None,
         enabled: true,
         disabled_reason: None,
+        disabled_at: None,
         cursor_seq: Position::after_commit(head).seq,
         cursor_offset: 0,
         failed_deliveries: 0,
@@ -293,10 +296,23 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
             hook.enabled = true;
             hook.disabled_reason = None;
             hook.failed_deliveries = 0;
+            // Changes are kept 30 days: a webhook off for longer resumes from the present, and
+            // says so, rather than skip silently over what expired.
+            let off_since = hook.disabled_at.take().unwrap_or(hook.created_at);
+            if Utc::now() - off_since > Duration::days(CHANGE_RETENTION_DAYS - 1) {
+                let head = app.store.change_head(&user_id).await?;
+                hook.cursor_seq = Position::after_commit(head).seq;
+                hook.cursor_offset = 0;
+                hook.last_error = Some(format!(
+                    "off for more than {CHANGE_RETENTION_DAYS} days, longer than changes are kept: \
+                     deliveries resumed from the present; list the events again"
+                ));
+            }
         }
-        Some(false) => {
+        Some(false) if hook.enabled => {
             hook.enabled = false;
             hook.disabled_reason = Some("disabled by its owner".into());
+            hook.disabled_at = Some(Utc::now());
         }
         _ => {}
     }

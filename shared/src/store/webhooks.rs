@@ -38,6 +38,8 @@ pub struct Webhook {
     /// Why it was disabled (deliveries kept failing), for the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
     /// The next change to deliver.
     pub cursor_seq: u64,
     #[serde(default)]

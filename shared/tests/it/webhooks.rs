@@ -479,3 +479,79 @@ fn signature_probe(secret: &str) -> (String, String) {
 async fn dead_letters(app: &App) -> Vec<Value> {
     drain_queue(&app.config.webhook_dead_letter_url.clone().unwrap()).await
 }
+
+#[tokio::test]
+async fn a_webhook_off_for_longer_than_changes_are_kept_resumes_from_the_present_and_says_so() {
+    let receiver = Receiver::start().await;
+    let app = isolated_app("webhooks-retention", &[receiver.allowance()]).await;
+    let user = register(&app, "webhooks-retention").await;
+    let calendar = connect(&app, &user, "work", true).await;
+    let (_, created) = call(
+        &app,
+        send(
+            Method::POST,
+            "/v1/webhooks",
+            &user.token,
+            &json!({"url": receiver.url}),
+        ),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let path = format!("/v1/webhooks/{id}");
+    let (status, _) = call(
+        &app,
+        send(
+            Method::PATCH,
+            &path,
+            &user.token,
+            &json!({"enabled": false}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    create_event(
+        &app,
+        &user,
+        &calendar.id,
+        "While off",
+        "2026-12-10T09:00:00Z",
+        "2026-12-10T10:00:00Z",
+    )
+    .await;
+    // Turned off 31 days ago: what happened meanwhile is (as far as the webhook knows) expired.
+    let mut hook = app.store.webhook(&user.id, &id).await.unwrap().unwrap();
+    let version = hook.version;
+    hook.disabled_at = Some(chrono::Utc::now() - chrono::Duration::days(31));
+    hook.version += 1;
+    app.store.save_webhook(&hook, version).await.unwrap();
+
+    let (status, enabled) = call(
+        &app,
+        send(Method::PATCH, &path, &user.token, &json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert!(
+        enabled["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("resumed from the present"),
+        "{enabled}"
+    );
+    create_event(
+        &app,
+        &user,
+        &calendar.id,
+        "After",
+        "2026-12-11T09:00:00Z",
+        "2026-12-11T10:00:00Z",
+    )
+    .await;
+    deliver(&app).await;
+    let titles: Vec<Value> = verified(&receiver.take(), &[&secret])
+        .iter()
+        .map(|c| c["event"]["title"].clone())
+        .collect();
+    assert_eq!(titles, vec![json!("After")]);
+}
