@@ -38,6 +38,9 @@ pub struct Config {
     /// (doubling after each attempt).
     pub webhook_max_attempts: u32,
     pub webhook_retry_base: std::time::Duration,
+    /// How long `DELETE /v1/me` erases before leaving the rest to the cleanup job
+    /// (`ERASURE_IN_REQUEST_MS`, default 5 s).
+    pub erasure_in_request: std::time::Duration,
     /// Per-request timeout of provider calls.
     pub provider_timeout: std::time::Duration,
     /// Mail: a local outbox directory (dev stack, tests), else SES from this address.
@@ -116,6 +119,12 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .filter(|n| (1..=20).contains(n))
                 .unwrap_or(8),
+            erasure_in_request: std::time::Duration::from_millis(
+                optional("ERASURE_IN_REQUEST_MS")
+                    .and_then(|v| v.parse().ok())
+                    .filter(|ms| (1..=8_000).contains(ms))
+                    .unwrap_or(5_000),
+            ),
             webhook_retry_base: std::time::Duration::from_secs(
                 optional("WEBHOOK_RETRY_BASE_SECONDS")
                     .and_then(|v| v.parse().ok())

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod crypto;
+pub mod erasure;
 pub mod error;
 pub mod ics;
 pub mod ids;

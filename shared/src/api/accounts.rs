@@ -562,18 +562,29 @@ pub async fn delete_account(app: &App, req: &ApiRequest) -> ApiResult<ApiRespons
             super::connections::disconnect_account(app, &user.id, &account.id).await?;
         }
     }
-    let erased = app.store.erase_user(&user).await?;
-    let hash = ids::sha256_hex(&user.id);
-    let record = AuditEntry::new(
-        &format!("~deleted-users#{}", &hash[..1]),
-        "USER_DELETED",
-        "USER",
-        None,
+    // Marked before the first deletion: whatever this request cannot finish, cleanup does.
+    app.store
+        .mark_erasure(&user.id, Utc::now().timestamp())
+        .await?;
+    let deadline = std::time::Instant::now() + app.config.erasure_in_request;
+    let erased = crate::erasure::erase(app, &user, deadline, "request").await?;
+    if erased.done {
+        return Ok(ApiResponse::no_content());
+    }
+    ApiResponse::json(
+        StatusCode::ACCEPTED,
+        &ErasureAcceptedDto {
+            status: "erasing",
+            message: "the account can no longer be used; the rest of its data is being deleted and will be gone within the hour",
+        },
     )
-    .with_metadata(serde_json::json!({ "userIdHash": hash, "erased": erased }));
-    app.store.append_audit(&record).await?;
-    tracing::info!(items = erased.items, "account erased");
-    Ok(ApiResponse::no_content())
+}
+
+/// `DELETE /v1/me` on an account too big to erase within one request.
+#[derive(Serialize, JsonSchema)]
+pub struct ErasureAcceptedDto {
+    pub status: &'static str,
+    pub message: &'static str,
 }
 
 /// `GET /v1/me/export`: all of the user's data as JSON (never tokens or password hashes).

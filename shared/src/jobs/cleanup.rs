@@ -1,5 +1,5 @@
 //! Deletes expired sessions, expired or consumed OAuth states, and events soft-deleted more than
-//! 30 days ago (seed pattern 7). DynamoDB TTL does this in AWS eventually; this job makes it
+//! 30 days ago (seed pattern 7), and finishes account erasures too big for their request. DynamoDB TTL does this in AWS eventually; this job makes it
 //! prompt, and is the only cleaner on the local emulator.
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,8 @@ pub struct CleanupReport {
     pub sessions: usize,
     pub oauth_states: usize,
     pub purged_events: usize,
+    /// Account erasures a request could not finish, continued.
+    pub erasures: crate::erasure::ErasureReport,
 }
 
 pub async fn run(app: &App, now: DateTime<Utc>) -> Result<CleanupReport, ApiError> {
@@ -33,6 +35,7 @@ pub async fn run(app: &App, now: DateTime<Utc>) -> Result<CleanupReport, ApiErro
             .store
             .purge_deleted_events(now.timestamp(), BATCH)
             .await?,
+        erasures: crate::erasure::continue_due(app, now.timestamp()).await?,
     };
 
     tracing::info!(?report, "cleanup done");

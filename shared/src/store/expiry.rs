@@ -106,4 +106,45 @@ impl Store {
         }
         Ok(deleted)
     }
+
+    /// Users whose erasure began and is not finished (at most `limit`).
+    pub async fn erasures_due(&self, now_epoch: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let mut users = Vec::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let query = self
+                .ddb
+                .query()
+                .table_name(&self.users)
+                .index_name("byExpiry")
+                .key_condition_expression("expiryPk = :pk AND expiresAt <= :now")
+                .expression_attribute_values(":pk", s(format!("ERASE#{shard}")))
+                .expression_attribute_values(":now", n(now_epoch));
+            let (items, _) = self.query_up_to(query, limit - users.len()).await?;
+            users.extend(items.iter().filter_map(|item| {
+                item.get("pk")?
+                    .as_s()
+                    .ok()?
+                    .strip_prefix("ERASING#")
+                    .map(str::to_owned)
+            }));
+            if users.len() >= limit {
+                break;
+            }
+        }
+        Ok(users)
+    }
+
+    /// Forgets an erasure mark whose user is gone already.
+    pub async fn forget_erasure(&self, user_id: &str) -> StoreResult<()> {
+        self.stats.write();
+        self.ddb
+            .delete_item()
+            .table_name(&self.users)
+            .key("pk", s(format!("ERASING#{user_id}")))
+            .key("sk", s("ERASING"))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
 }

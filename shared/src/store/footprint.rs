@@ -19,6 +19,8 @@ pub struct Erased {
     pub feeds: usize,
     /// Every item deleted, all tables.
     pub items: usize,
+    /// Nothing of the user is left (else the cleanup job continues).
+    pub done: bool,
 }
 
 type Key = (String, String);
@@ -83,12 +85,32 @@ impl Store {
             .await
     }
 
-    /// Deletes every item of the user in every table. Idempotent: a second run after a failure
-    /// deletes what is left. The profile and the e-mail claim go last, so until then the account
-    /// still exists and the erasure can be asked for again.
-    pub async fn erase_user(&self, user: &User) -> StoreResult<Erased> {
+    /// Deletes every item of the user in every table, until `deadline`; `done` says whether
+    /// it finished. Idempotent and resumable: each run deletes what is left, in the same order.
+    /// Sessions and the e-mail claim go first (the account cannot be used, and the address is
+    /// free), the profile and the erasure mark last (until then the erasure can be continued).
+    pub async fn erase_user(
+        &self,
+        user: &User,
+        deadline: std::time::Instant,
+    ) -> StoreResult<Erased> {
         let user_pk = format!("USER#{}", user.id);
         let mut erased = Erased::default();
+        let user_keys = self.partition_keys(&self.users, &user_pk).await?;
+        let sessions: Vec<Key> = user_keys
+            .iter()
+            .filter_map(|(pk, sk)| {
+                let hash = sk.strip_prefix("SESSION#")?;
+                Some([
+                    (format!("SESSION#{hash}"), "SESSION".to_owned()),
+                    (pk.clone(), sk.clone()),
+                ])
+            })
+            .flatten()
+            .collect();
+        erased.sessions = sessions.len() / 2;
+        erased.items += self.delete_keys(&self.users, sessions).await?;
+        erased.items += self.release_email(user).await?;
 
         let connection_keys = self.partition_keys(&self.connections, &user_pk).await?;
         for (_, sk) in &connection_keys {
@@ -98,25 +120,39 @@ impl Store {
                     .partition_keys(&self.events, &format!("CONN#{connection_id}"))
                     .await?;
                 erased.events += keys.iter().filter(|(_, sk)| sk.starts_with("EVT#")).count();
-                erased.items += self.delete_keys(&self.events, keys).await?;
+                let (count, finished) =
+                    self.delete_keys_until(&self.events, keys, deadline).await?;
+                erased.items += count;
+                if !finished {
+                    return Ok(erased);
+                }
             }
         }
-        erased.items += self.delete_keys(&self.connections, connection_keys).await?;
-
-        let audit_keys = self.partition_keys(&self.audit, &user_pk).await?;
-        erased.audit_entries = audit_keys.len();
-        erased.items += self.delete_keys(&self.audit, audit_keys).await?;
-
-        let change_keys = self.partition_keys(&self.changes, &user_pk).await?;
-        erased.items += self.delete_keys(&self.changes, change_keys).await?;
+        for (table, keys) in [
+            (&self.connections, connection_keys),
+            (
+                &self.audit,
+                self.partition_keys(&self.audit, &user_pk).await?,
+            ),
+            (
+                &self.changes,
+                self.partition_keys(&self.changes, &user_pk).await?,
+            ),
+        ] {
+            if table == &self.audit {
+                erased.audit_entries = keys.len();
+            }
+            let (count, finished) = self.delete_keys_until(table, keys, deadline).await?;
+            erased.items += count;
+            if !finished {
+                return Ok(erased);
+            }
+        }
 
         let user_keys = self.partition_keys(&self.users, &user_pk).await?;
         let mut pointed = Vec::new();
         for (_, sk) in &user_keys {
-            if let Some(hash) = sk.strip_prefix("SESSION#") {
-                erased.sessions += 1;
-                pointed.push((format!("SESSION#{hash}"), "SESSION".to_owned()));
-            } else if let Some(hash) = sk.strip_prefix("FEED#") {
+            if let Some(hash) = sk.strip_prefix("FEED#") {
                 erased.feeds += 1;
                 pointed.push((format!("FEED#{hash}"), "FEED".to_owned()));
             }
@@ -125,10 +161,82 @@ impl Store {
         let (profile, rest): (Vec<Key>, Vec<Key>) =
             user_keys.into_iter().partition(|(_, sk)| sk == "PROFILE");
         erased.items += self.delete_keys(&self.users, rest).await?;
-        let claim = (format!("EMAIL#{}", user.email), "EMAIL".to_owned());
+        let mark = erasure_mark(&user.id);
         erased.items += self
-            .delete_keys(&self.users, [vec![claim], profile].concat())
+            .delete_keys(&self.users, [profile, vec![mark]].concat())
             .await?;
+        erased.done = true;
         Ok(erased)
     }
+
+    /// Deletes `keys` in chunks until `deadline`; whether all of them went.
+    async fn delete_keys_until(
+        &self,
+        table: &str,
+        keys: Vec<Key>,
+        deadline: std::time::Instant,
+    ) -> StoreResult<(usize, bool)> {
+        let mut deleted = 0;
+        for chunk in keys.chunks(ERASE_CHUNK) {
+            if std::time::Instant::now() >= deadline {
+                return Ok((deleted, false));
+            }
+            deleted += self.delete_keys(table, chunk.to_vec()).await?;
+        }
+        Ok((deleted, true))
+    }
+
+    /// Frees the user's e-mail address, if the claim is still theirs (another account may have
+    /// taken it since an earlier run freed it).
+    async fn release_email(&self, user: &User) -> StoreResult<usize> {
+        self.stats.write();
+        let result = self
+            .ddb
+            .delete_item()
+            .table_name(&self.users)
+            .key("pk", s(format!("EMAIL#{}", user.email)))
+            .key("sk", s("EMAIL"))
+            .condition_expression("userId = :id")
+            .expression_attribute_values(":id", s(&user.id))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk);
+        match result {
+            Ok(_) => Ok(1),
+            Err(StoreError::ConditionFailed) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records that the user's erasure has begun, so the cleanup job finishes what a request
+    /// could not (`byExpiry`, kind `ERASE`).
+    pub async fn mark_erasure(&self, user_id: &str, now_epoch: i64) -> StoreResult<()> {
+        let (pk, sk) = erasure_mark(user_id);
+        self.stats.write();
+        self.ddb
+            .put_item()
+            .table_name(&self.users)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("userId", s(user_id))
+            .item(
+                "expiryPk",
+                s(super::expiry::expiry_key(
+                    "ERASE",
+                    &crate::ids::sha256_hex(user_id),
+                )),
+            )
+            .item("expiresAt", super::n(now_epoch))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+}
+
+/// Items per delete round of an erasure, between deadline checks.
+const ERASE_CHUNK: usize = 500;
+
+fn erasure_mark(user_id: &str) -> Key {
+    (format!("ERASING#{user_id}"), "ERASING".to_owned())
 }
