@@ -97,8 +97,8 @@ where
     F: Fn(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = calsync::queue::BatchResponse>,
 {
-    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
-    let _ = app;
+    // The app's own client: its queue may live on an AWS emulator of its own.
+    let sqs = app.sqs().clone();
     for _ in 0..400 {
         let out = sqs
             .receive_message()
@@ -554,4 +554,56 @@ async fn a_webhook_off_for_longer_than_changes_are_kept_resumes_from_the_present
         .map(|c| c["event"]["title"].clone())
         .collect();
     assert_eq!(titles, vec![json!("After")]);
+}
+
+/// A sync of thousands of events, followed by a webhook: every change arrives once, in order,
+/// 100 a delivery, across more deliveries than one queue message makes (the rest is handed on).
+#[tokio::test]
+async fn thousands_of_synced_changes_reach_a_webhook_whole_and_in_order() {
+    const EVENTS: usize = 2_150;
+    let receiver = Receiver::start().await;
+    let (_aws, app) = app_on_own_emulator("webhooks-scale", &[receiver.allowance()]).await;
+    let user = register(&app, "webhooks-scale").await;
+    let calendar = connect(&app, &user, "big", true).await;
+    let (_, created) = call(
+        &app,
+        send(
+            Method::POST,
+            "/v1/webhooks",
+            &user.token,
+            &json!({"url": receiver.url}),
+        ),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let base = t("2021-01-01T09:00:00Z");
+    let events: Vec<calsync::model::Event> = (0..EVENTS)
+        .map(|i| {
+            let start = base + chrono::Duration::hours(i as i64 * 5);
+            calsync::model::Event::new(
+                &user.id,
+                &calendar.id,
+                &format!("bulk{i:05}"),
+                &format!("Bulk {i}"),
+                (start, start + chrono::Duration::minutes(30)),
+                start,
+            )
+        })
+        .collect();
+    // As the sync engine writes a page: recorded, stored, then announced.
+    let recorded = app.store.put_events(&events).await.unwrap();
+    app.announce(&recorded).await;
+    deliver(&app).await;
+    let deliveries = receiver.take();
+    assert!(
+        deliveries.len() >= EVENTS / 100,
+        "{} deliveries",
+        deliveries.len()
+    );
+    let titles: Vec<String> = verified(&deliveries, &[&secret])
+        .iter()
+        .map(|c| c["event"]["title"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..EVENTS).map(|i| format!("Bulk {i}")).collect();
+    assert_eq!(titles, expected);
 }
