@@ -100,18 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return push::push_latency(&sdk, &template).await;
     }
 
-    let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
-        "email": "bench@example.com", "password": "benchmark password", "firstName": "B", "lastName": "M"}));
-    let session = app
-        .handle(&calsync::api::service::ALL, register)
-        .await
-        .body
-        .ok_or("no body")?;
-    let token = session["token"].as_str().ok_or("no token")?.to_owned();
-    let user_id = session["user"]["id"]
-        .as_str()
-        .ok_or("no user id")?
-        .to_owned();
+    let (token, user_id) = register_user(&app, "bench@example.com").await?;
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut connections = Vec::new();
@@ -588,16 +577,7 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
             continue;
         }
         let email = format!("series{series_count}@bench.example");
-        let register = ApiRequest::new(Method::POST, "/v1/auth/register")
-            .with_json(&serde_json::json!({
-            "email": email, "password": "benchmark password", "firstName": "B", "lastName": "M"}));
-        let session = app
-            .handle(&calsync::api::service::ALL, register)
-            .await
-            .body
-            .ok_or("no body")?;
-        let token = session["token"].as_str().ok_or("no token")?.to_owned();
-        let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+        let (token, user_id) = register_user(app, &email).await?;
         let mut rng = Rng(0x5EED_0000 + size as u64);
         let mut connections = Vec::new();
         for c in 0..CALENDARS {
@@ -683,15 +663,7 @@ async fn series_at_scale(app: &App, only: &[usize]) -> Result<(), Box<dyn std::e
 /// The densest rule the API accepts (24 occurrences a day), begun two years ago: a one-week and
 /// a 366-day read, every page followed.
 async fn densest_rule(app: &App) -> Result<(), Box<dyn std::error::Error>> {
-    let register = ApiRequest::new(Method::POST, "/v1/auth/register").with_json(&serde_json::json!({
-        "email": "densest@bench.example", "password": "benchmark password", "firstName": "D", "lastName": "R"}));
-    let session = app
-        .handle(&calsync::api::service::ALL, register)
-        .await
-        .body
-        .ok_or("no body")?;
-    let token = session["token"].as_str().ok_or("no token")?.to_owned();
-    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    let (token, user_id) = register_user(app, "densest@bench.example").await?;
     let conn = Connection::new(
         &user_id,
         Provider::Google,
@@ -798,16 +770,7 @@ async fn connect_google(
     app: &App,
     email: &str,
 ) -> Result<(String, String, Connection), Box<dyn std::error::Error>> {
-    let register = ApiRequest::new(Method::POST, "/v1/auth/register")
-        .with_json(&serde_json::json!({
-        "email": email, "password": "benchmark password", "firstName": "S", "lastName": "B"}));
-    let session = app
-        .handle(&calsync::api::service::ALL, register)
-        .await
-        .body
-        .ok_or("no body")?;
-    let token = session["token"].as_str().ok_or("no token")?.to_owned();
-    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    let (token, user_id) = register_user(app, email).await?;
     let start = ApiRequest::new(Method::POST, "/v1/connections/google").with_bearer(&token);
     let auth_url = app
         .handle(&calsync::api::service::ALL, start)
@@ -854,4 +817,22 @@ async fn connect_google(
         .find(|c| c.is_primary)
         .ok_or("no primary calendar")?;
     Ok((token, user_id, primary))
+}
+
+/// Registers `email` through the API; the session token and the user id.
+async fn register_user(
+    app: &App,
+    email: &str,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let register = ApiRequest::new(Method::POST, "/v1/auth/register")
+        .with_json(&serde_json::json!({
+        "email": email, "password": "benchmark password", "firstName": "B", "lastName": "M"}));
+    let session = app
+        .handle(&calsync::api::service::ALL, register)
+        .await
+        .body
+        .ok_or("no body")?;
+    let token = session["token"].as_str().ok_or("no token")?.to_owned();
+    let user_id = session["user"]["id"].as_str().ok_or("no user")?.to_owned();
+    Ok((token, user_id))
 }

@@ -61,18 +61,8 @@ impl PushFixture {
         ]);
         let fx = EmulatedCalendar::connect(tag, provider, &extra).await;
         serve_on(listener, fx.app.clone());
-        let (status, created) = call(
-            &fx.app,
-            send(
-                Method::POST,
-                "/v1/webhooks",
-                &fx.user.token,
-                &json!({"url": receiver.url}),
-            ),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let secret = created["secret"].as_str().unwrap().to_owned();
+        let (_, secret) =
+            crate::webhooks::create_webhook(&fx.app, &fx.user, json!({"url": receiver.url})).await;
         let fixture = Self {
             provider,
             fx,
@@ -308,6 +298,18 @@ async fn forged_notifications_are_refused(p: &PushFixture, channel_id: &str) {
     assert!(waiting.is_empty(), "a refused notification queued a sync");
 }
 
+/// The emulator's state of a Google channel (`live`, `stopped`, `expired`).
+async fn channel_state(p: &PushFixture, id: &str) -> Value {
+    let channels = p.admin_list("/admin/google/channels").await;
+    channels["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == json!(id))
+        .map(|c| c["state"].clone())
+        .unwrap_or(Value::Null)
+}
+
 async fn channel_of(
     app: &App,
     user: &TestUser,
@@ -331,6 +333,42 @@ async fn google_changes_reach_the_app_in_seconds_through_watch_channels() {
     eprintln!("google: change to webhook delivery {latencies:?}");
     forged_notifications_are_refused(&p, &channel.id).await;
 
+    // A channel within a day of its end is replaced by the next sync (Google channels cannot be
+    // extended), the old one stopped, and changes keep coming through the new one.
+    let calendar = p
+        .app()
+        .store
+        .connection(&p.fx.user.id, &p.fx.connection_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let ending = calsync::model::PushChannel {
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+        ..channel.clone()
+    };
+    p.app()
+        .store
+        .set_push_channel(&calendar, &ending)
+        .await
+        .unwrap();
+    p.fx.sync().await;
+    let renewed = channel_of(p.app(), &p.fx.user, &p.fx.connection_id).await;
+    assert_ne!(renewed.id, channel.id);
+    assert!(renewed.expires_at > chrono::Utc::now() + chrono::Duration::days(6));
+    assert_eq!(channel_state(&p, &channel.id).await, json!("stopped"));
+    assert!(p
+        .app()
+        .store
+        .push_channel(&channel.id)
+        .await
+        .unwrap()
+        .is_none());
+    p.change("pushed06", "After renewal").await;
+    p.await_delivery("After renewal", Duration::from_secs(20))
+        .await
+        .expect("the new channel delivers");
+    let channel = renewed;
+
     // Deleting the calendar stops its channel at Google.
     let (status, _) = call(
         p.app(),
@@ -343,15 +381,7 @@ async fn google_changes_reach_the_app_in_seconds_through_watch_channels() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let channels = p.admin_list("/admin/google/channels").await;
-    let state = channels
-        .as_array()
-        .or_else(|| channels["channels"].as_array())
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == json!(channel.id))
-        .map(|c| c["state"].clone());
-    assert_eq!(state, Some(json!("stopped")), "{channels}");
+    assert_eq!(channel_state(&p, &channel.id).await, json!("stopped"));
     assert!(p
         .app()
         .store

@@ -166,6 +166,16 @@ where
     panic!("{queue} never emptied");
 }
 
+/// Registers a webhook through the API; its id and its signing secret.
+pub(crate) async fn create_webhook(app: &App, user: &TestUser, body: Value) -> (String, String) {
+    let (status, created) = call(app, send(Method::POST, "/v1/webhooks", &user.token, &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
 pub(crate) async fn deliver(app: &App) {
     let queue = app.config.webhook_queue_url.clone().unwrap();
     pump(app, &queue, |event| {
@@ -321,19 +331,12 @@ async fn deliveries_are_signed_filtered_retried_dead_lettered_and_a_failing_webh
     .await;
     let user = register(&app, "webhooks").await;
     let calendar = connect(&app, &user, "work", true).await;
-    let (status, created) = call(
+    let (hook_id, secret) = create_webhook(
         &app,
-        send(
-            Method::POST,
-            "/v1/webhooks",
-            &user.token,
-            &json!({"url": receiver.url, "events": ["event.created", "event.deleted"]}),
-        ),
+        &user,
+        json!({"url": receiver.url, "events": ["event.created", "event.deleted"]}),
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let hook_id = created["id"].as_str().unwrap().to_owned();
-    let secret = created["secret"].as_str().unwrap().to_owned();
 
     let a = create_event(
         &app,
@@ -486,18 +489,7 @@ async fn a_webhook_off_for_longer_than_changes_are_kept_resumes_from_the_present
     let app = isolated_app("webhooks-retention", &[receiver.allowance()]).await;
     let user = register(&app, "webhooks-retention").await;
     let calendar = connect(&app, &user, "work", true).await;
-    let (_, created) = call(
-        &app,
-        send(
-            Method::POST,
-            "/v1/webhooks",
-            &user.token,
-            &json!({"url": receiver.url}),
-        ),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (id, secret) = create_webhook(&app, &user, json!({"url": receiver.url})).await;
     let path = format!("/v1/webhooks/{id}");
     let (status, _) = call(
         &app,
@@ -565,17 +557,7 @@ async fn thousands_of_synced_changes_reach_a_webhook_whole_and_in_order() {
     let (_aws, app) = app_on_own_emulator("webhooks-scale", &[receiver.allowance()]).await;
     let user = register(&app, "webhooks-scale").await;
     let calendar = connect(&app, &user, "big", true).await;
-    let (_, created) = call(
-        &app,
-        send(
-            Method::POST,
-            "/v1/webhooks",
-            &user.token,
-            &json!({"url": receiver.url}),
-        ),
-    )
-    .await;
-    let secret = created["secret"].as_str().unwrap().to_owned();
+    let (_, secret) = create_webhook(&app, &user, json!({"url": receiver.url})).await;
     let base = t("2021-01-01T09:00:00Z");
     let events: Vec<calsync::model::Event> = (0..EVENTS)
         .map(|i| {
