@@ -29,7 +29,7 @@ cargo build --workspace --bins
 : "${FUNCTIONS:?the Makefile names the functions}"
 
 echo "Starting the AWS emulator (DynamoDB, KMS, SQS) on 127.0.0.1:$AWS_PORT"
-moto_server -H 127.0.0.1 -p "$AWS_PORT" >"$STATE/aws.log" 2>&1 &
+python infra/aws_emulator.py -H 127.0.0.1 -p "$AWS_PORT" >"$STATE/aws.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do port_busy "$AWS_PORT" && break; sleep 0.1; done
 

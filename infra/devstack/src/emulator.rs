@@ -8,16 +8,15 @@ pub struct Emulator {
     _peer: Peer,
 }
 
-/// The moto_server executable: `$MOTO_SERVER`, else the project venv's, else PATH's.
-fn moto_binary() -> String {
-    std::env::var("MOTO_SERVER").unwrap_or_else(|_| venv_tool("moto_server"))
-}
+/// moto_server with transactions that undo only their own writes (`infra/aws_emulator.py`),
+/// run by the project venv's Python.
+const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../aws_emulator.py");
 
 impl Emulator {
     pub fn start() -> std::io::Result<Self> {
         let port = free_port()?;
-        let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(str::to_owned);
-        let peer = Peer::start(&moto_binary(), &args, &[], port, None)?;
+        let args = [LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()].map(str::to_owned);
+        let peer = Peer::start(&venv_tool("python"), &args, &[], port, None)?;
         Ok(Self {
             endpoint: peer.base_url.clone(),
             _peer: peer,

@@ -139,9 +139,7 @@ async fn api_writes_appear_once_in_order_paged_and_resumable() {
 
 #[tokio::test]
 async fn holes_wait_for_their_writer_then_are_skipped_and_failed_writes_fill_theirs() {
-    // Its own AWS emulator: moto undoes a failed transaction by restoring every table as it was
-    // when the transaction began, which would undo other tests' writes made meanwhile.
-    let (_aws, app) = app_on_own_emulator("changes-holes", &[]).await;
+    let app = app().await;
     let user = register(&app, "changes-holes").await;
     let calendar = connect(&app, &user, "work", true).await;
     let a = create_event(

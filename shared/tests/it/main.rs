@@ -3,6 +3,7 @@
 
 mod accounts;
 mod aws_client;
+mod aws_emulator;
 mod calendars;
 mod changes;
 mod connect;
