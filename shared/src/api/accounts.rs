@@ -13,7 +13,7 @@ use crate::auth;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::model::{AuditEntry, AuditStatus, Session, User};
-use crate::store::{Admission, Registration, Store};
+use crate::store::{Admission, KnownDevice, Registration, Store};
 
 const MIN_PASSWORD: usize = 10;
 /// Argon2 accepts any length, but hashing megabytes on request would be a denial of service.
@@ -38,6 +38,10 @@ pub struct RegisterRequest {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The `deviceToken` an earlier sign-in on this device returned. Sign-ins from a known
+    /// device have a limit of their own, so others' wrong guesses never lock its owner out.
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -152,6 +156,9 @@ pub struct SessionDto {
     /// Send as `Authorization: Bearer <token>`. Shown once; only its hash is stored.
     pub token: String,
     pub expires_at: Instant,
+    /// This device's token: send it as `deviceToken` with the next sign-in here. Valid for 90
+    /// days from its last use; shown once, only its hash is stored.
+    pub device_token: String,
     pub user: UserDto,
 }
 
@@ -247,7 +254,7 @@ pub async fn register(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             ))
         }
     }
-    let session = start_session(app, &user).await?;
+    let session = start_session(app, &user, None).await?;
     ApiResponse::json(StatusCode::CREATED, &session)
 }
 
@@ -289,16 +296,35 @@ pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             None => Ok(None),
         }
     };
-    let (by_account, by_source, user) = tokio::try_join!(
-        store.count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now),
-        count_source,
-        store.login_candidate(&email),
-    )?;
+    let device = body
+        .device_token
+        .as_deref()
+        .filter(|t| !t.is_empty() && t.len() <= 128);
+    let count_account = async {
+        let user = store.login_candidate(&email).await?;
+        let known = match device {
+            Some(token) => {
+                let hash = ids::sha256_hex(token);
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                store
+                    .known_device(user_id, &hash, now)
+                    .await?
+                    .then_some(hash)
+            }
+            None => None,
+        };
+        let (limit, subject) = throttling::login_limit(known.as_deref(), &account);
+        let admission = store.count_attempt(limit, subject, now).await?;
+        Ok::<_, crate::store::StoreError>((user, known, admission))
+    };
+    let ((user, known_device, by_account), by_source) =
+        tokio::try_join!(count_account, count_source)?;
+    let (limit, subject) = throttling::login_limit(known_device.as_deref(), &account);
     if let Admission::Refused { first, .. } = by_account {
         if let (true, Some(user)) = (first, &user) {
             let audit = AuditEntry::new(&user.id, "USER_LOGIN_THROTTLED", "USER", Some(&user.id))
                 .failed("too many sign-in attempts")
-                .with_metadata(serde_json::json!({ "limit": "account" }));
+                .with_metadata(serde_json::json!({ "limit": limit.kind }));
             store.append_audit(&audit).await?;
         }
         throttling::refusal(by_account, "sign-in attempts for this account")?;
@@ -344,17 +370,25 @@ pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
             None => Ok(()),
         }
     };
-    tokio::try_join!(
-        store.refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now),
-        refund_source,
-    )?;
-    ApiResponse::ok(&start_session(app, &user).await?)
+    tokio::try_join!(store.refund_attempt(limit, subject, now), refund_source)?;
+    let device = known_device.and(device).map(str::to_owned);
+    ApiResponse::ok(&start_session(app, &user, device).await?)
 }
 
-async fn start_session(app: &App, user: &User) -> ApiResult<SessionDto> {
+/// How long a device stays known after its last sign-in.
+const KNOWN_DEVICE_DAYS: i64 = 90;
+
+/// Starts a session on a device: `device` is the token of a known one (renewed), else the
+/// device is new and gets a token.
+async fn start_session(app: &App, user: &User, device: Option<String>) -> ApiResult<SessionDto> {
     let token = ids::new_secret_token();
+    let device_token = device.unwrap_or_else(ids::new_secret_token);
     let now = Store::now();
     let expires_at = now + Duration::days(app.config.session_ttl_days);
+    let device = KnownDevice {
+        token_hash: ids::sha256_hex(&device_token),
+        expires_at: (now + Duration::days(KNOWN_DEVICE_DAYS)).timestamp(),
+    };
     let session = Session {
         user_id: user.id.clone(),
         created_at: now,
@@ -362,11 +396,12 @@ async fn start_session(app: &App, user: &User) -> ApiResult<SessionDto> {
     };
     let audit = AuditEntry::new(&user.id, "USER_LOGIN", "SESSION", None);
     app.store
-        .create_session(&ids::sha256_hex(&token), &session, &audit)
+        .create_session(&ids::sha256_hex(&token), &session, &device, &audit)
         .await?;
     Ok(SessionDto {
         token,
         expires_at: expires_at.into(),
+        device_token,
         user: user.into(),
     })
 }
@@ -475,7 +510,7 @@ pub async fn request_reset(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse
 }
 
 /// `POST /v1/auth/password-reset/confirm`: a token from the e-mail sets a new password, once;
-/// every session of the account ends.
+/// every session of the account ends, and a new one starts on this device.
 pub async fn confirm_reset(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let body: ResetConfirmRequest = json_body(req)?;
     let new_password = password(&body.new_password)?;
@@ -504,15 +539,20 @@ pub async fn confirm_reset(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse
         .set_password_hash(&user_id, &auth::hash_password(new_password)?, &audit)
         .await
     {
-        Ok(()) => Ok(ApiResponse::no_content()),
+        Ok(()) => {}
         // The account was erased after the link was sent.
-        Err(crate::store::StoreError::ConditionFailed) => Err(invalid()),
-        Err(e) => Err(e.into()),
+        Err(crate::store::StoreError::ConditionFailed) => return Err(invalid()),
+        Err(e) => return Err(e.into()),
     }
+    // Signed in on a device it now knows: the mailbox proved the owner, whose sign-ins others
+    // may be holding back (decisions 56).
+    let user = app.store.user(&user_id).await?.ok_or_else(invalid)?;
+    ApiResponse::ok(&start_session(app, &user, None).await?)
 }
 
-/// Checks a password the request gives for an action on the account, counted like a sign-in
-/// (so a stolen session cannot guess it), and audits a wrong one as `failed_action`.
+/// Checks a password the request gives for an action on the account, counted per user (so a
+/// stolen session cannot guess it, and others' sign-in attempts cannot block it), and audits a
+/// wrong one as `failed_action`.
 async fn confirm_password(
     app: &App,
     user: &User,
@@ -520,11 +560,8 @@ async fn confirm_password(
     failed_action: &str,
 ) -> ApiResult<()> {
     let now = Utc::now().timestamp();
-    let account = ids::sha256_hex(&user.email);
-    let admission = app
-        .store
-        .count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
-        .await?;
+    let limit = &throttling::PASSWORD_CONFIRM_PER_USER;
+    let admission = app.store.count_attempt(limit, &user.id, now).await?;
     throttling::refusal(admission, "password attempts for this account")?;
     if given.len() > MAX_PASSWORD || !auth::verify_password(given, &user.password_hash) {
         let audit = AuditEntry::new(&user.id, failed_action, "USER", Some(&user.id))
@@ -536,9 +573,7 @@ async fn confirm_password(
             "the password given is not the account's password",
         ));
     }
-    app.store
-        .refund_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now)
-        .await?;
+    app.store.refund_attempt(limit, &user.id, now).await?;
     Ok(())
 }
 

@@ -35,7 +35,10 @@ fn bodies(operation: Operation) -> (Option<SchemaFn>, Option<SchemaFn>) {
             Some(schema::<accounts::ResetRequest>),
             Some(schema::<accounts::ResetAcceptedDto>),
         ),
-        Op::ConfirmReset => (Some(schema::<accounts::ResetConfirmRequest>), None),
+        Op::ConfirmReset => (
+            Some(schema::<accounts::ResetConfirmRequest>),
+            Some(schema::<accounts::SessionDto>),
+        ),
         Op::DeleteAccount => (Some(schema::<accounts::DeleteAccountRequest>), None),
         Op::ExportData => (None, Some(schema::<accounts::ExportDto>)),
         Op::Me => (None, Some(schema::<accounts::UserDto>)),

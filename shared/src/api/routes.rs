@@ -244,10 +244,10 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/v1/auth/password-reset/confirm",
         operation: Operation::ConfirmReset,
         group: RouteGroup::Accounts,
-        summary: "Set a new password with the e-mailed token (once, within 30 minutes); every session ends",
+        summary: "Set a new password with the e-mailed token (once, within 30 minutes); every session ends and a new one starts on this device",
         authenticated: false,
         query: &[],
-        status: 204,
+        status: 200,
         errors: &[415],
     },
     RouteSpec {

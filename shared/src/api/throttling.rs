@@ -16,6 +16,34 @@ pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     window_seconds: 15 * 60,
 };
 
+/// Sign-in attempts per known device (decisions 56): its own limit, so a lock that others'
+/// guesses put on the account never holds back the owner's devices.
+pub const LOGIN_PER_DEVICE: Limit = Limit {
+    kind: "login-device",
+    max: 10,
+    window_seconds: 15 * 60,
+};
+
+/// Password confirmations (password change, erasure) per signed-in user: a stolen session
+/// cannot guess the password, and nobody without a session can hold the owner back.
+pub const PASSWORD_CONFIRM_PER_USER: Limit = Limit {
+    kind: "password-confirm",
+    max: 10,
+    window_seconds: 15 * 60,
+};
+
+/// The limit a sign-in counts against, and its subject: a known device's own (by the hash of
+/// its token), else the account's (by the hash of the e-mail address).
+pub fn login_limit<'a>(
+    known_device: Option<&'a str>,
+    account: &'a str,
+) -> (&'static Limit, &'a str) {
+    match known_device {
+        Some(device_hash) => (&LOGIN_PER_DEVICE, device_hash),
+        None => (&LOGIN_PER_ACCOUNT, account),
+    }
+}
+
 /// Sign-in attempts per source address, across accounts (password spraying); refunded on
 /// success, so an office behind one address is not throttled by its own sign-ins.
 pub const LOGIN_PER_SOURCE: Limit = Limit {

@@ -44,7 +44,7 @@ pub use push::ChannelRecord;
 
 pub use sync_state::{StoredKey, SyncLease};
 pub use throttle::{Admission, Limit};
-pub use users::Registration;
+pub use users::{KnownDevice, Registration};
 pub use webhooks::{Delivered, Webhook, MAX_WEBHOOKS};
 
 use crate::config::Config;

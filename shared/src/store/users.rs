@@ -1,6 +1,7 @@
-//! Users table: profiles (`USER#<id>`), the e-mail uniqueness guard (`EMAIL#<email>`) and
+//! Users table: profiles (`USER#<id>`), the e-mail uniqueness guard (`EMAIL#<email>`),
 //! sessions (`SESSION#<sha256(token)>`, TTL `expiresAt`), each listed under its user
-//! (`USER#<id>` / `SESSION#<sha256(token)>`, same TTL) so all of a user's sessions can be ended.
+//! (`USER#<id>` / `SESSION#<sha256(token)>`, same TTL) so all of a user's sessions can be ended,
+//! and the user's known devices (`USER#<id>` / `DEVICE#<sha256(token)>`, TTL `expiresAt`).
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
@@ -12,6 +13,9 @@ const PROFILE: &str = "PROFILE";
 const EMAIL: &str = "EMAIL";
 const SESSION: &str = "SESSION";
 
+/// A user id no user has, for reads that must cost the same whether or not a user exists.
+const NO_USER: &str = "~none";
+
 fn user_pk(id: &str) -> String {
     format!("USER#{id}")
 }
@@ -20,12 +24,23 @@ fn session_entry_sk(token_hash: &str) -> String {
     format!("SESSION#{token_hash}")
 }
 
+fn device_sk(token_hash: &str) -> String {
+    format!("DEVICE#{token_hash}")
+}
+
 fn email_pk(email: &str) -> String {
     format!("EMAIL#{email}")
 }
 
 fn session_pk(token_hash: &str) -> String {
     format!("SESSION#{token_hash}")
+}
+
+/// A device the user signed in on, by the hash of the token it was given, until `expires_at`
+/// (epoch seconds): sign-ins from it are not held back by the account's lock (decisions 56).
+pub struct KnownDevice {
+    pub token_hash: String,
+    pub expires_at: i64,
 }
 
 /// The outcome of registering: e-mail addresses are unique.
@@ -56,7 +71,6 @@ impl Store {
     /// The user signing in with `email`, in the same two reads whether or not there is one
     /// (the second for a user id that cannot exist), so the answer's timing does not tell.
     pub async fn login_candidate(&self, email: &str) -> StoreResult<Option<User>> {
-        const NO_USER: &str = "~none";
         let claim = self.get(&self.users, email_pk(email), EMAIL.into()).await?;
         let user_id = match &claim {
             Some(claim) => claim
@@ -89,11 +103,36 @@ impl Store {
         self.user(user_id).await
     }
 
-    /// Stores a session under the hash of its token, with the login's audit entry.
+    /// Whether the device token's hash is a known device of the user (`None`: no user), in one
+    /// read either way, so the answer's timing does not tell whether the user exists.
+    pub async fn known_device(
+        &self,
+        user_id: Option<&str>,
+        device_hash: &str,
+        now_epoch: i64,
+    ) -> StoreResult<bool> {
+        let item = self
+            .get(
+                &self.users,
+                user_pk(user_id.unwrap_or(NO_USER)),
+                device_sk(device_hash),
+            )
+            .await?;
+        let expires = item
+            .as_ref()
+            .and_then(|i| i.get("expiresAt"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        Ok(user_id.is_some() && expires.is_some_and(|e| e > now_epoch))
+    }
+
+    /// Stores a session under the hash of its token, with the login's audit entry, and records
+    /// (or renews) the device it was started on.
     pub async fn create_session(
         &self,
         token_hash: &str,
         session: &Session,
+        device: &KnownDevice,
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         let item = to_item(
@@ -115,9 +154,19 @@ impl Store {
             .set_item(Some(entry))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut known = Item::new();
+        known.insert("pk".into(), s(user_pk(&session.user_id)));
+        known.insert("sk".into(), s(device_sk(&device.token_hash)));
+        known.insert("expiresAt".into(), n(device.expires_at));
+        let known = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(known))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         self.transact(vec![
             put,
             TransactWriteItem::builder().put(entry).build(),
+            TransactWriteItem::builder().put(known).build(),
             self.audit_put(audit)?,
         ])
         .await

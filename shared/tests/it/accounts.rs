@@ -254,8 +254,12 @@ async fn missing_malformed_and_expired_tokens_get_401() {
         expires_at: chrono::Utc::now().timestamp() - 1,
     };
     let audit = AuditEntry::new(&user.id, "USER_LOGIN", "SESSION", None);
+    let device = calsync::store::KnownDevice {
+        token_hash: ids::sha256_hex(&ids::new_secret_token()),
+        expires_at: session.expires_at,
+    };
     app.store
-        .create_session(&ids::sha256_hex(&expired_token), &session, &audit)
+        .create_session(&ids::sha256_hex(&expired_token), &session, &device, &audit)
         .await
         .unwrap();
     for req in [
@@ -360,6 +364,14 @@ fn login_from(source: std::net::IpAddr, email: &str, password: &str) -> ApiReque
     .with_source_ip(source)
 }
 
+fn login_on_device(email: &str, password: &str, device_token: &str) -> ApiRequest {
+    post(
+        "/v1/auth/login",
+        &json!({"email": email, "password": password, "deviceToken": device_token}),
+    )
+    .with_source_ip(fresh_source())
+}
+
 /// Status, code and Retry-After of one request.
 async fn answer(app: &calsync::app::App, req: ApiRequest) -> (u16, String, Option<u64>) {
     let response = app.handle(&calsync::api::service::ALL, req).await;
@@ -435,6 +447,107 @@ async fn sign_ins_are_throttled_per_account_even_when_attempts_race() {
         );
     }
     assert_eq!(statuses, [[401; 10].as_slice(), &[429]].concat());
+}
+
+/// Others' wrong guesses lock the account, not its owner: a device that signed in before has a
+/// limit of its own, a signed-in owner can still confirm the password, and a reset by e-mail
+/// signs in on a device that is then known.
+#[tokio::test]
+async fn a_locked_account_still_lets_its_owner_in_from_known_devices() {
+    away_from_window_edges().await;
+    let dir = std::env::temp_dir().join(format!("calsync-outbox-{}", ids::new_id()));
+    let app = app_with(&[("MAIL_OUTBOX_DIR", dir.display().to_string())]).await;
+    let password = "a long enough password";
+    let user = register(&app, "known-device").await;
+    let (status, first) = call(&app, login_from(fresh_source(), &user.email, password)).await;
+    assert_eq!(status, StatusCode::OK);
+    let laptop = first["deviceToken"].as_str().unwrap().to_owned();
+    assert_ne!(laptop, first["token"].as_str().unwrap());
+
+    // Someone else guesses until the account is locked.
+    for _ in 0..10 {
+        let (status, ..) = answer(&app, login_from(fresh_source(), &user.email, "guess!")).await;
+        assert_eq!(status, 401);
+    }
+    let (status, ..) = answer(&app, login_from(fresh_source(), &user.email, password)).await;
+    assert_eq!(
+        status, 429,
+        "the account is locked for devices it does not know"
+    );
+    let (status, ..) = answer(&app, login_on_device(&user.email, password, "made-up")).await;
+    assert_eq!(status, 429, "a made-up device token is no device");
+    let stranger = register(&app, "known-device-stranger").await;
+    let (_, theirs) = call(&app, login_from(fresh_source(), &stranger.email, password)).await;
+    let theirs = theirs["deviceToken"].as_str().unwrap();
+    let (status, ..) = answer(&app, login_on_device(&user.email, password, theirs)).await;
+    assert_eq!(status, 429, "another user's device is not this user's");
+
+    // The owner's laptop signs in, and keeps its token.
+    let (status, again) = call(&app, login_on_device(&user.email, password, &laptop)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["deviceToken"], laptop.as_str());
+    // The signed-in owner can still confirm the password (here: change it back and forth).
+    let change = |from: &str, to: &str| {
+        post(
+            "/v1/me/password",
+            &json!({"currentPassword": from, "newPassword": to}),
+        )
+        .with_bearer(again["token"].as_str().unwrap())
+    };
+    assert_eq!(
+        call(&app, change(password, "a changed password here"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, change("a changed password here", password))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+
+    // A known device has a limit too: ten wrong guesses with it, and it waits as well.
+    for _ in 0..10 {
+        let (status, ..) = answer(&app, login_on_device(&user.email, "guess!", &laptop)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, ..) = answer(&app, login_on_device(&user.email, password, &laptop)).await;
+    assert_eq!(status, 429);
+
+    // A reset by e-mail signs in, on a device that is known from then on.
+    let ask = post("/v1/auth/password-reset", &json!({"email": user.email}));
+    assert_eq!(call(&app, ask).await.0, StatusCode::ACCEPTED);
+    let token = newest_reset_token(&dir);
+    let confirm = post(
+        "/v1/auth/password-reset/confirm",
+        &json!({"token": token, "newPassword": "the owner's new password"}),
+    );
+    let (status, reset) = call(&app, confirm).await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let phone = reset["deviceToken"].as_str().unwrap();
+    let (status, ..) = answer(
+        &app,
+        login_on_device(&user.email, "the owner's new password", phone),
+    )
+    .await;
+    assert_eq!(status, 200, "the device of the reset is known");
+
+    let (_, log) = call(&app, get("/v1/audit-log", reset["token"].as_str().unwrap())).await;
+    let limits: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "USER_LOGIN_THROTTLED")
+        .filter_map(|e| e["metadata"]["limit"].as_str())
+        .collect();
+    assert_eq!(limits.len(), 2, "{log}");
+    assert!(limits.contains(&"login-account") && limits.contains(&"login-device"));
+    assert!(
+        !log.to_string().contains(&laptop),
+        "device tokens are not logged"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -570,6 +683,16 @@ fn outbox(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// The token of the newest reset link in a local outbox.
+pub fn newest_reset_token(dir: &std::path::Path) -> String {
+    outbox(dir)
+        .last()
+        .and_then(|mail| mail.split("token=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a reset link in the outbox")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_password_is_reset_by_an_emailed_single_use_link() {
     let dir = std::env::temp_dir().join(format!("calsync-outbox-{}", ids::new_id()));
@@ -592,14 +715,7 @@ async fn a_password_is_reset_by_an_emailed_single_use_link() {
     let mail = outbox(&dir);
     assert_eq!(mail.len(), 1, "one mail, to the account that exists");
     assert!(mail[0].contains(&format!("To: {}", user.email)));
-    let token = mail[0]
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = newest_reset_token(&dir);
     let (stored, _) = call(&app, get("/v1/audit-log", &user.token)).await;
     assert!(!stored.to_string().contains(&token));
 
@@ -614,9 +730,17 @@ async fn a_password_is_reset_by_an_emailed_single_use_link() {
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_token")
     );
-    let (status, _) = call(&app, confirm(&token, "a fresh password here")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    // Once only; every session ended; the new password signs in.
+    let (status, signed_in) = call(&app, confirm(&token, "a fresh password here")).await;
+    assert_eq!(status, StatusCode::OK, "{signed_in}");
+    let new_session = signed_in["token"].as_str().unwrap();
+    assert_eq!(
+        call(&app, get("/v1/me", new_session)).await.0,
+        StatusCode::OK
+    );
+    assert!(signed_in["deviceToken"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 40));
+    // Once only; every other session ended; the new password signs in.
     let (status, body) = call(&app, confirm(&token, "another password again")).await;
     assert_eq!(
         (status, error_code(&body)),

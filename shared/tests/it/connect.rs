@@ -649,8 +649,12 @@ async fn cleanup_deletes_expired_sessions_and_expired_or_consumed_states_only() 
         created_at: now,
         expires_at: now.timestamp() - 10,
     };
+    let device = calsync::store::KnownDevice {
+        token_hash: ids::sha256_hex(&ids::new_secret_token()),
+        expires_at: session.expires_at,
+    };
     app.store
-        .create_session(&expired, &session, &audit)
+        .create_session(&expired, &session, &device, &audit)
         .await
         .unwrap();
     let state = |minutes: i64| OAuthState {

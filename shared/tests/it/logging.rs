@@ -56,13 +56,23 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     )
     .await;
     assert_eq!(response.status(), 200);
-    let token = match response.body() {
-        Body::Text(text) => serde_json::from_str::<Value>(text).unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
+    let session = match response.body() {
+        Body::Text(text) => serde_json::from_str::<Value>(text).unwrap(),
         other => panic!("unexpected body {other:?}"),
     };
+    let token = session["token"].as_str().unwrap().to_owned();
+    let device_token = session["deviceToken"].as_str().unwrap().to_owned();
+    let on_device = format!(
+        r#"{{"email":"{}","password":"{password}","deviceToken":"{device_token}"}}"#,
+        user.email
+    );
+    let response = serve(
+        &app,
+        &ACCOUNTS,
+        request("POST", "/v1/auth/login", &on_device, "req-login-device"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
     let refused = serve(
         &app,
         &ACCOUNTS,
@@ -133,6 +143,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     for secret in [
         password,
         token.as_str(),
+        device_token.as_str(),
         user.token.as_str(),
         feed_token.as_str(),
         state,

@@ -260,6 +260,13 @@ async fn every_instant_every_route_returns_is_utc_z_to_the_millisecond() {
         ApiRequest::new(Method::POST, "/v1/auth/password-reset")
             .with_json(&json!({"email": user.email}))
     );
+    hit!(
+        "/v1/auth/password-reset/confirm",
+        ApiRequest::new(Method::POST, "/v1/auth/password-reset/confirm").with_json(&json!({
+            "token": crate::accounts::newest_reset_token(&outbox),
+            "newPassword": "a long enough password",
+        }))
+    );
     let _ = std::fs::remove_dir_all(&outbox);
 
     // Every route that answers JSON with content was exercised (not: 204s, redirects, the
