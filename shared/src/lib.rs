@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod erasure;
 pub mod error;
+pub mod ical_rule;
 pub mod ics;
 pub mod ids;
 

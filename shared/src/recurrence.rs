@@ -12,10 +12,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
 use rrule::{Frequency, RRule, RRuleSet};
 
+use crate::ical_rule;
 use crate::model::Event;
 use crate::time::{key_format, TimeRange};
 
@@ -48,15 +49,17 @@ impl std::fmt::Debug for Rule {
     }
 }
 
-fn dtstart(start: DateTime<Utc>, zone: Option<Tz>, all_day: Option<NaiveDate>) -> String {
+/// The first start, in the zone the rule is expanded in: all-day series at UTC midnights (their
+/// dates are listed the same way), timed ones in their own zone, else UTC.
+fn dtstart(
+    start: DateTime<Utc>,
+    zone: Option<Tz>,
+    all_day: Option<NaiveDate>,
+) -> DateTime<rrule::Tz> {
     match (all_day, zone) {
-        (Some(date), _) => format!("DTSTART:{}T000000Z", date.format("%Y%m%d")),
-        (None, Some(zone)) => format!(
-            "DTSTART;TZID={}:{}",
-            zone.name(),
-            start.with_timezone(&zone).format("%Y%m%dT%H%M%S")
-        ),
-        (None, None) => format!("DTSTART:{}", start.format("%Y%m%dT%H%M%SZ")),
+        (Some(date), _) => rrule::Tz::UTC.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN)),
+        (None, Some(zone)) => start.with_timezone(&rrule::Tz::Tz(zone)),
+        (None, None) => start.with_timezone(&rrule::Tz::UTC),
     }
 }
 
@@ -112,39 +115,38 @@ impl Rule {
         all_day: Option<NaiveDate>,
         lines: &str,
     ) -> Result<Self, String> {
-        let mut text = dtstart(start, zone, all_day);
-        let mut has_rule = false;
+        // Recurrence times are whole seconds (RFC 5545 DATE-TIME).
+        let start = start.trunc_subsecs(0);
+        let dt_start = dtstart(start, zone, all_day);
+        let mut rule = Self {
+            dt_start,
+            rules: Vec::new(),
+            rdates: Vec::new(),
+            exdates: Vec::new(),
+        };
+        let invalid = |e: String| format!("invalid recurrence: {e}");
         for line in lines.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let upper = line.to_ascii_uppercase();
-            if upper.starts_with("RRULE:") {
-                has_rule = true;
-            } else if !(upper.starts_with("RDATE") || upper.starts_with("EXDATE")) {
-                return Err(format!(
-                    "unsupported recurrence line {line:?}; use RRULE, RDATE or EXDATE"
-                ));
-            }
-            text.push('\n');
             // All-day series list dates; the set is anchored at UTC midnights, so they match.
             let line = line
                 .replace(";VALUE=DATE:", ":")
                 .replace(";VALUE=DATE-TIME", "");
-            text.push_str(&normalize_until(&line, all_day.is_some()));
+            let line = normalize_until(&line, all_day.is_some());
+            match ical_rule::line(&line).map_err(invalid)? {
+                ical_rule::Line::RRule(r) => rule.rules.push(
+                    (*r).validate(dt_start)
+                        .map_err(|e| invalid(e.to_string()))?,
+                ),
+                ical_rule::Line::RDate(dates) => rule.rdates.extend(dates),
+                ical_rule::Line::ExDate(dates) => rule.exdates.extend(dates),
+            }
         }
-        if !has_rule && !lines.to_ascii_uppercase().contains("RDATE") {
+        if rule.rules.is_empty() && rule.rdates.is_empty() {
             return Err("a recurrence needs an RRULE or RDATE line".into());
         }
         // DTSTART is always the first occurrence (RFC 5545 §3.8.5.3), even when the rule would
         // not produce it; as an RDATE it joins the set (and an EXDATE can still remove it).
-        text.push_str(&format!("\nRDATE:{}", start.format("%Y%m%dT%H%M%SZ")));
-        let set: RRuleSet = text
-            .parse()
-            .map_err(|e: rrule::RRuleError| format!("invalid recurrence: {e}"))?;
-        Ok(Self {
-            dt_start: *set.get_dt_start(),
-            rules: set.get_rrule().clone(),
-            rdates: set.get_rdate().clone(),
-            exdates: set.get_exdate().clone(),
-        })
+        rule.rdates.push(start.with_timezone(&rrule::Tz::UTC));
+        Ok(rule)
     }
 
     /// What the API accepts on top of [`Rule::parse`]: at most daily, at most [`MAX_PER_DAY`]

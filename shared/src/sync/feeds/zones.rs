@@ -175,10 +175,11 @@ impl Custom {
                 })
                 .collect::<Vec<_>>()
                 .join(";");
-            let text = format!("DTSTART:{}\nRRULE:{rule}", o.start.format("%Y%m%dT%H%M%SZ"));
-            let Ok(set) = text.parse::<rrule::RRuleSet>() else {
-                continue;
-            };
+            let start = rrule::Tz::UTC.from_utc_datetime(&o.start);
+            let rule = crate::ical_rule::rule(&rule)
+                .and_then(|r| r.validate(start).map_err(|e| e.to_string()));
+            let Ok(rule) = rule else { continue };
+            let set = rrule::RRuleSet::new(start).rrule(rule);
             let before = Utc.from_utc_datetime(&until).with_timezone(&rrule::Tz::UTC);
             for local in set.before(before).all(2000).dates {
                 onsets.push((utc(local.naive_utc()), o.to));
