@@ -716,6 +716,28 @@ mod tests {
         );
     }
 
+    /// A series whose first start falls in the hour the clocks repeat (01:30 on the night New
+    /// York falls back) is a valid series; written as DTSTART text for the crate's parser, that
+    /// local time was ambiguous and the rule was refused.
+    #[test]
+    fn a_series_starting_in_the_repeated_hour_is_valid() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let start = utc("2026-11-01T05:30:00Z");
+        assert_eq!(
+            start.with_timezone(&ny).format("%H:%M").to_string(),
+            "01:30"
+        );
+        let as_text = "DTSTART;TZID=America/New_York:20261101T013000\nRRULE:FREQ=WEEKLY;COUNT=2";
+        assert!(as_text.parse::<RRuleSet>().is_err(), "ambiguous as text");
+        let rule = Rule::parse(start, Some(ny), None, "RRULE:FREQ=WEEKLY;COUNT=2").unwrap();
+        let (starts, _) =
+            rule.starts_between(utc("2026-10-25T00:00:00Z"), utc("2026-11-15T00:00:00Z"));
+        assert_eq!(
+            starts,
+            [utc("2026-11-01T05:30:00Z"), utc("2026-11-08T06:30:00Z")]
+        );
+    }
+
     #[test]
     fn exdates_rdates_and_bad_rules() {
         let start = utc("2026-06-01T10:00:00Z");
