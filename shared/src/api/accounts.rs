@@ -101,25 +101,45 @@ pub struct DeleteAccountRequest {
     pub password: String,
 }
 
-/// Everything calsync holds of the user, tokens and password hashes excepted.
+/// Everything calsync holds of the user, tokens and password hashes excepted, in parts: the
+/// first part holds the profile, connections, calendars and feeds; every part holds the next
+/// events (calendar by calendar), then the audit log; `nextCursor` asks for the next part.
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportDto {
     pub exported_at: Instant,
     pub user: UserDto,
+    /// In the first part only (empty in the others), as are `calendars` and `feeds`.
     pub connections: Vec<super::connections::ConnectionDto>,
     /// Every calendar, removed ones included (with their events) until they are purged.
     pub calendars: Vec<super::calendars::CalendarDto>,
-    /// Every stored event: single events, series as their rule (not expanded), exceptions;
+    /// Stored events: single events, series as their rule (not expanded), exceptions;
     /// soft-deleted ones until they are purged.
     pub events: Vec<super::events::EventDto>,
     pub feeds: Vec<super::feeds::FeedSummaryDto>,
-    /// Oldest first.
+    /// Oldest first, after every event.
     pub audit_log: Vec<AuditEntryDto>,
+    /// The next part: absent when this part is the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// At most this many events in one export: the answer must fit a Lambda response (6 MB).
-pub const MAX_EXPORT_EVENTS: usize = 5_000;
+/// Events and audit entries in one part of an export: a part must fit a Lambda response (6 MB).
+pub const EXPORT_PART_ITEMS: usize = 2_000;
+
+/// Where the next part of an export starts: in a calendar's events after a key, or in the audit
+/// log after a key.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "part", rename_all = "camelCase")]
+enum ExportPosition {
+    Events {
+        calendar: String,
+        after: Option<String>,
+    },
+    Audit {
+        after: Option<String>,
+    },
+}
 
 /// Exports per user per hour: each reads everything the user has.
 const EXPORTS_PER_USER: crate::store::Limit = crate::store::Limit {
@@ -622,54 +642,112 @@ pub struct ErasureAcceptedDto {
     pub message: &'static str,
 }
 
-/// `GET /v1/me/export`: all of the user's data as JSON (never tokens or password hashes).
+/// `GET /v1/me/export`: all of the user's data as JSON (never tokens or password hashes), in
+/// parts of at most [`EXPORT_PART_ITEMS`] events and audit entries, each part read afresh.
 pub async fn export(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let user = signed_in_user(app, req).await?;
     let now = Utc::now();
-    let admission = app
-        .store
-        .count_attempt(&EXPORTS_PER_USER, &user.id, now.timestamp())
-        .await?;
-    throttling::refusal(admission, "exports of this account")?;
-    let (accounts, calendars, feeds, audit) = tokio::try_join!(
-        app.store.accounts(&user.id),
-        app.store.connections(&user.id),
-        app.store.feeds(&user.id),
-        app.store.audit_entries(&user.id),
-    )?;
-    let mut events = Vec::new();
-    for calendar in &calendars {
-        let room = MAX_EXPORT_EVENTS - events.len();
-        let (stored, more) = app.store.calendar_events(&calendar.id, room).await?;
-        if more {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "export_too_large",
-                format!("more than {MAX_EXPORT_EVENTS} events: too many for one answer"),
-            ));
-        }
-        events.extend(stored.iter().map(|e| super::events::dto(e, calendar)));
+    let invalid_cursor = || ApiError::bad_request("invalid_cursor", "cursor is not one we issued");
+    let resumed = match req.query.get("cursor") {
+        Some(cursor) => Some(
+            ids::decode_cursor(cursor)
+                .and_then(|v| serde_json::from_value::<ExportPosition>(v).ok())
+                .ok_or_else(invalid_cursor)?,
+        ),
+        None => None,
+    };
+    if resumed.is_none() {
+        let admission = app
+            .store
+            .count_attempt(&EXPORTS_PER_USER, &user.id, now.timestamp())
+            .await?;
+        throttling::refusal(admission, "exports of this account")?;
     }
-    let connections = super::connections::connection_dtos(accounts, &calendars);
-    let export = ExportDto {
+    let calendars = app.store.connections(&user.id).await?;
+    let mut export = ExportDto {
         exported_at: now.into(),
         user: UserDto::from(&user),
-        connections,
-        calendars: calendars
-            .iter()
-            .map(super::calendars::CalendarDto::from)
-            .collect(),
-        events,
-        feeds: feeds
-            .into_iter()
-            .map(super::feeds::FeedSummaryDto::from)
-            .collect(),
-        audit_log: audit.into_iter().map(AuditEntryDto::from).collect(),
+        connections: Vec::new(),
+        calendars: Vec::new(),
+        events: Vec::new(),
+        feeds: Vec::new(),
+        audit_log: Vec::new(),
+        next_cursor: None,
     };
-    let audit = AuditEntry::new(&user.id, "USER_DATA_EXPORTED", "USER", Some(&user.id))
-        .with_metadata(serde_json::json!({ "events": export.events.len() }));
-    app.store.append_audit(&audit).await?;
+    let mut position = match resumed {
+        Some(position) => position,
+        None => {
+            let (accounts, feeds) =
+                tokio::try_join!(app.store.accounts(&user.id), app.store.feeds(&user.id))?;
+            export.connections = super::connections::connection_dtos(accounts, &calendars);
+            export.calendars = calendars
+                .iter()
+                .map(super::calendars::CalendarDto::from)
+                .collect();
+            export.feeds = feeds
+                .into_iter()
+                .map(super::feeds::FeedSummaryDto::from)
+                .collect();
+            let audit = AuditEntry::new(&user.id, "USER_DATA_EXPORTED", "USER", Some(&user.id));
+            app.store.append_audit(&audit).await?;
+            events_from(&calendars, 0)
+        }
+    };
+    loop {
+        let room = EXPORT_PART_ITEMS - export.events.len() - export.audit_log.len();
+        if room == 0 {
+            let position = serde_json::to_value(&position).map_err(ApiError::internal)?;
+            export.next_cursor = Some(ids::encode_cursor(&position));
+            break;
+        }
+        position = match position {
+            ExportPosition::Events { calendar, after } => {
+                // A calendar id from the cursor must be one of this user's.
+                let index = calendars
+                    .iter()
+                    .position(|c| c.id == calendar)
+                    .ok_or_else(invalid_cursor)?;
+                let (stored, resume) = app
+                    .store
+                    .calendar_events(&calendar, after.as_deref(), room)
+                    .await?;
+                let dto = |e: &crate::model::Event| super::events::dto(e, &calendars[index]);
+                export.events.extend(stored.iter().map(dto));
+                match resume {
+                    Some(after) => ExportPosition::Events {
+                        calendar,
+                        after: Some(after),
+                    },
+                    None => events_from(&calendars, index + 1),
+                }
+            }
+            ExportPosition::Audit { after } => {
+                let (entries, resume) = app
+                    .store
+                    .audit_entries_after(&user.id, after.as_deref(), room)
+                    .await?;
+                export
+                    .audit_log
+                    .extend(entries.into_iter().map(AuditEntryDto::from));
+                match resume {
+                    Some(after) => ExportPosition::Audit { after: Some(after) },
+                    None => break,
+                }
+            }
+        };
+    }
     ApiResponse::ok(&export)
+}
+
+/// The export's position at the start of the `index`th calendar, or the audit log after the last.
+fn events_from(calendars: &[crate::model::Connection], index: usize) -> ExportPosition {
+    match calendars.get(index) {
+        Some(calendar) => ExportPosition::Events {
+            calendar: calendar.id.clone(),
+            after: None,
+        },
+        None => ExportPosition::Audit { after: None },
+    }
 }
 
 pub async fn me(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {

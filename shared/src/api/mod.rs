@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-pub use accounts::MAX_EXPORT_EVENTS;
+pub use accounts::EXPORT_PART_ITEMS;
 pub use routes::{Operation, RouteGroup};
 use service::Call;
 pub use service::Service;

@@ -288,11 +288,15 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/v1/me/export",
         operation: Operation::ExportData,
         group: RouteGroup::Accounts,
-        summary: "All of the user's data as JSON (tokens and password hash excepted); 5 an hour",
+        summary: "All of the user's data as JSON (tokens and password hash excepted), in parts of up to 2,000 events and audit entries: follow nextCursor to the end; 5 exports an hour",
         authenticated: true,
-        query: &[],
+        query: &[param(
+            "cursor",
+            false,
+            "The nextCursor of the previous part; absent: a new export (counted against 5 an hour).",
+        )],
         status: 200,
-        errors: &[422, 429],
+        errors: &[429],
     },
     RouteSpec {
         method: Method::POST,

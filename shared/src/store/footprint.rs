@@ -61,28 +61,69 @@ impl Store {
         Ok(count)
     }
 
-    /// The stored event items of a calendar (events, series, exceptions, soft-deleted ones), at
-    /// most `max`; whether there were more. Reading stops there, so a huge calendar costs no more
-    /// than the cap.
+    /// The stored event items of a calendar (events, series, exceptions, soft-deleted ones) in
+    /// key order after the sort key `after`, at most `max`, and the sort key to continue from
+    /// when more remain. Reading stops there, so a huge calendar costs no more than `max`.
     pub async fn calendar_events(
         &self,
         connection_id: &str,
+        after: Option<&str>,
         max: usize,
-    ) -> StoreResult<(Vec<Event>, bool)> {
-        let query =
-            self.partition_query(&self.events, format!("CONN#{connection_id}"), Some("EVT#"));
-        let (items, more) = self.query_up_to(query, max).await?;
-        let events = items
-            .into_iter()
-            .map(from_item)
-            .collect::<StoreResult<_>>()?;
-        Ok((events, more))
+    ) -> StoreResult<(Vec<Event>, Option<String>)> {
+        self.partition_page(
+            &self.events,
+            format!("CONN#{connection_id}"),
+            Some("EVT#"),
+            after,
+            max,
+        )
+        .await
     }
 
     /// The user's whole audit log, oldest first.
     pub async fn audit_entries(&self, user_id: &str) -> StoreResult<Vec<AuditEntry>> {
         self.partition_items(&self.audit, format!("USER#{user_id}"), None)
             .await
+    }
+
+    /// The user's audit log oldest first after the sort key `after`, at most `max` entries, and
+    /// the sort key to continue from when more remain.
+    pub async fn audit_entries_after(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> StoreResult<(Vec<AuditEntry>, Option<String>)> {
+        self.partition_page(&self.audit, format!("USER#{user_id}"), None, after, max)
+            .await
+    }
+
+    /// Up to `max` items of a partition in key order after the sort key `after`, and the last
+    /// one's sort key when more remain.
+    async fn partition_page<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        pk: String,
+        sk_prefix: Option<&str>,
+        after: Option<&str>,
+        max: usize,
+    ) -> StoreResult<(Vec<T>, Option<String>)> {
+        let mut query = self.partition_query(table, pk.clone(), sk_prefix);
+        if let Some(after) = after {
+            query = query
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(after));
+        }
+        let (items, more) = self.query_up_to(query, max).await?;
+        let resume = items
+            .last()
+            .filter(|_| more)
+            .and_then(|item| item.get("sk")?.as_s().ok().cloned());
+        let values = items
+            .into_iter()
+            .map(from_item)
+            .collect::<StoreResult<_>>()?;
+        Ok((values, resume))
     }
 
     /// Deletes every item of the user in every table, until `deadline`; `done` says whether

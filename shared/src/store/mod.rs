@@ -229,15 +229,16 @@ impl Store {
         Ok(self.query_up_to(query, usize::MAX).await?.0)
     }
 
-    /// The items a Query matches, following its pages until more than `max` are read; says
-    /// whether there were more than `max` (then only `max` are returned).
+    /// The items a Query matches (from its exclusive start key, if it has one), following its
+    /// pages until more than `max` are read; says whether there were more than `max` (then only
+    /// `max` are returned).
     async fn query_up_to(
         &self,
         query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
         max: usize,
     ) -> StoreResult<(Vec<Item>, bool)> {
         let mut items = Vec::new();
-        let mut start = None;
+        let mut start = query.get_exclusive_start_key().clone();
         loop {
             let page = query
                 .clone()

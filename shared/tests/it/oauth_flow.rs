@@ -870,14 +870,15 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
     );
 }
 
-/// The export's cap holds at its size, across calendars, and reading stops there; an account
+/// A big account exports whole, in parts that each fit a Lambda response, across calendars, each
+/// event once; reading stops at each part's size; a part's cursor is its owner's only. An account
 /// that big is erased by the cleanup job once its request ran out of time.
 #[tokio::test]
-async fn a_big_account_exports_up_to_its_cap_and_is_erased_by_the_cleanup_job() {
+async fn a_big_account_exports_whole_in_parts_and_is_erased_by_the_cleanup_job() {
     // Loading thousands of events into the shared emulator would slow every other test.
     let (_aws, app) = app_on_own_emulator("export", &[("ERASURE_IN_REQUEST_MS", "1".into())]).await;
     let user = register(&app, "big-export").await;
-    let max = calsync::api::MAX_EXPORT_EVENTS;
+    let part = calsync::api::EXPORT_PART_ITEMS;
     let events = |conn: &calsync::model::Connection, count: usize| -> Vec<calsync::model::Event> {
         (0..count)
             .map(|i| {
@@ -893,24 +894,62 @@ async fn a_big_account_exports_up_to_its_cap_and_is_erased_by_the_cleanup_job() 
             })
             .collect()
     };
-    for name in ["export-0", "export-1"] {
+    for (name, count) in [("export-0", 2_500), ("export-1", 2_500), ("export-2", 1)] {
         let conn = connect(&app, &user, name, false).await;
-        app.store.put_events(&events(&conn, max / 2)).await.unwrap();
+        app.store.put_events(&events(&conn, count)).await.unwrap();
     }
-    let (status, export) = call(&app, get("/v1/me/export", &user.token)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(export["events"].as_array().unwrap().len(), max);
-    // One more event, in a third calendar: refused, having read at most one page past the cap.
-    let conn = connect(&app, &user, "export-2", false).await;
-    app.store.put_events(&events(&conn, 1)).await.unwrap();
-    let before = app.store.stats();
-    let (status, body) = call(&app, get("/v1/me/export", &user.token)).await;
+    let mut parts = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = get("/v1/me/export", &user.token);
+        if let Some(cursor) = &cursor {
+            req = query(req, &[("cursor", cursor)]);
+        }
+        let before = app.store.stats();
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let read = app.store.stats().items_read - before.items_read;
+        assert!(read <= (part + 1000) as u64, "one part read {read} items");
+        let items =
+            body["events"].as_array().unwrap().len() + body["auditLog"].as_array().unwrap().len();
+        assert!(items <= part, "{items} items in one part");
+        cursor = body["nextCursor"].as_str().map(str::to_owned);
+        parts.push(body);
+        if cursor.is_none() {
+            break;
+        }
+        assert!(parts.len() < 10, "the export ends");
+    }
+    assert_eq!(parts.len(), 3);
+    let ids: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p["events"].as_array().unwrap())
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!((ids.len(), unique.len()), (5_001, 5_001), "each event once");
+    assert_eq!(parts[0]["calendars"].as_array().unwrap().len(), 3);
+    assert!(parts[1]["calendars"].as_array().unwrap().is_empty());
+    let audit = parts[2]["auditLog"].as_array().unwrap();
+    assert!(
+        audit.iter().any(|e| e["action"] == "USER_DATA_EXPORTED"),
+        "{audit:?}"
+    );
+    // Another user cannot follow this user's cursor into their calendars.
+    let other = register(&app, "big-export-other").await;
+    let first_cursor = parts[0]["nextCursor"].as_str().unwrap();
+    let (status, body) = call(
+        &app,
+        query(
+            get("/v1/me/export", &other.token),
+            &[("cursor", first_cursor)],
+        ),
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("export_too_large"))
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor"))
     );
-    let read = app.store.stats().items_read - before.items_read;
-    assert!(read <= (max + 1000) as u64, "read {read} items");
 
     // Erasure: the request has no time for 5,001 events (1 ms here, 5 s in AWS) and answers
     // 202; the account is unusable at once and its address free; the cleanup job finishes.
