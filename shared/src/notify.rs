@@ -15,6 +15,35 @@ pub struct DeliveryRequest {
     pub webhook_id: String,
 }
 
+/// Why a delivery run is queued, which decides how SQS deduplicates it.
+#[derive(Clone, Copy, Debug)]
+pub enum DeliveryReason {
+    /// Changes were recorded in the commit numbered so: a retried write that tells of the same
+    /// commit twice queues one run.
+    Commit(u64),
+    /// The webhook was enabled again.
+    Resume,
+    /// A delivery failed and waits for its next attempt.
+    Retry,
+    /// A run ended with changes left for the next one.
+    More,
+}
+
+impl DeliveryReason {
+    fn deduplication_id(self, webhook_id: &str) -> String {
+        let once = |what: &str| {
+            let now = chrono::Utc::now().timestamp_micros();
+            format!("{webhook_id}:{what}:{now}")
+        };
+        match self {
+            Self::Commit(first) => format!("{webhook_id}:commit{first}"),
+            Self::Resume => once("resume"),
+            Self::Retry => once("retry"),
+            Self::More => once("more"),
+        }
+    }
+}
+
 impl App {
     /// After a local write of `events` (one calendar): queues their write-back when any has a
     /// change for the provider, and tells the webhooks. The write is stored either way; a
@@ -35,16 +64,16 @@ impl App {
     /// per webhook and commit, deduplicated by SQS if a retried write tells twice.
     pub async fn announce(&self, reservations: &[Reservation]) {
         for reservation in reservations {
+            let reason = DeliveryReason::Commit(reservation.first);
             for webhook_id in &reservation.webhooks {
-                let reason = format!("commit{}", reservation.first);
-                self.announce_to(&reservation.user_id, webhook_id, &reason)
+                self.announce_to(&reservation.user_id, webhook_id, reason)
                     .await;
             }
         }
     }
 
     /// Queues a delivery run for one webhook (best effort: the next change queues another).
-    pub async fn announce_to(&self, user_id: &str, webhook_id: &str, reason: &str) {
+    pub async fn announce_to(&self, user_id: &str, webhook_id: &str, reason: DeliveryReason) {
         let Some(queue) = &self.config.webhook_queue_url else {
             return;
         };
@@ -59,20 +88,12 @@ impl App {
                 return;
             }
         };
-        let dedup = if reason.starts_with("commit") {
-            format!("{webhook_id}:{reason}")
-        } else {
-            format!(
-                "{webhook_id}:{reason}:{}",
-                chrono::Utc::now().timestamp_micros()
-            )
-        };
         let sent = self
             .sqs()
             .send_message()
             .queue_url(queue)
             .message_group_id(webhook_id)
-            .message_deduplication_id(dedup)
+            .message_deduplication_id(reason.deduplication_id(webhook_id))
             .message_body(body)
             .send()
             .await;

@@ -18,7 +18,7 @@ use super::changes::{change_dtos, ChangeDto};
 use super::webhooks::{audit, secret_context, PREVIOUS_SECRET, SECRET};
 use crate::app::App;
 use crate::crypto::Secret;
-use crate::notify::DeliveryRequest;
+use crate::notify::{DeliveryReason, DeliveryRequest};
 use crate::queue::{BatchItemFailure, BatchResponse, SqsEvent, SqsRecord};
 use crate::store::{Commit, Delivered, Position, Webhook};
 
@@ -178,7 +178,8 @@ async fn deliver_pending(app: &App, request: &DeliveryRequest, record: &SqsRecor
                 // This message's receive count belongs to the deliveries before: the failing
                 // one starts its own count in a fresh message.
                 let _ = app.store.note_webhook_error(&hook, &error).await;
-                app.announce_to(&hook.user_id, &hook.id, "retry").await;
+                app.announce_to(&hook.user_id, &hook.id, DeliveryReason::Retry)
+                    .await;
                 return true;
             }
             Err(error) if attempt < app.config.webhook_max_attempts => {
@@ -193,7 +194,7 @@ async fn deliver_pending(app: &App, request: &DeliveryRequest, record: &SqsRecor
             }
         }
     }
-    app.announce_to(&request.user_id, &request.webhook_id, "more")
+    app.announce_to(&request.user_id, &request.webhook_id, DeliveryReason::More)
         .await;
     true
 }

@@ -15,6 +15,7 @@ use crate::crypto::{Secret, SecretContext};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::model::AuditEntry;
+use crate::notify::DeliveryReason;
 use crate::store::{
     ChangeKind, Position, StoreError, Webhook, CHANGE_RETENTION_DAYS, MAX_WEBHOOKS,
 };
@@ -319,7 +320,8 @@ pub async fn update(app: &App, req: &ApiRequest, id: &str) -> ApiResult<ApiRespo
     save(app, &mut hook, "WEBHOOK_UPDATED").await?;
     if hook.enabled {
         // What piled up while it was disabled goes out now.
-        app.announce_to(&hook.user_id, &hook.id, "resume").await;
+        app.announce_to(&hook.user_id, &hook.id, DeliveryReason::Resume)
+            .await;
     }
     ApiResponse::ok(&WebhookDto::from(&hook))
 }
