@@ -169,30 +169,41 @@ fn success_response(spec: &RouteSpec, body: Option<Value>) -> Value {
     }
 }
 
-/// OpenAPI links from a created object to the operations that take its id, so clients (and
-/// stateful fuzzing) know where an id goes.
+/// OpenAPI links from an answer to the operations that take its ids, so clients (and stateful
+/// fuzzing, which then reaches past "unknown id") know where an id goes.
 fn links(operation: Operation) -> Option<Value> {
-    let by_id = |targets: &[&str]| {
-        let links: Map<String, Value> = targets
+    let by_id = |id: &str, targets: &[&str]| {
+        targets
             .iter()
             .map(|target| {
-                let link =
-                    json!({"operationId": target, "parameters": {"id": "$response.body#/id"}});
+                let link = json!({"operationId": target, "parameters": {"id": id}});
                 ((*target).to_owned(), link)
             })
-            .collect();
-        Value::Object(links)
+            .collect::<Map<String, Value>>()
     };
-    match operation {
-        Operation::CreateEvent => Some(by_id(&[
-            "GetEvent",
-            "UpdateEvent",
-            "DeleteEvent",
-            "EventInstances",
-        ])),
-        Operation::CreateFeed => Some(by_id(&["DeleteFeed"])),
-        _ => None,
-    }
+    let created = "$response.body#/id";
+    let links = match operation {
+        Operation::CreateEvent => by_id(
+            created,
+            &["GetEvent", "UpdateEvent", "DeleteEvent", "EventInstances"],
+        ),
+        Operation::CreateFeed => by_id(created, &["DeleteFeed"]),
+        Operation::CreateWebhook => by_id(
+            created,
+            &["UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret"],
+        ),
+        Operation::ListCalendars => {
+            let first = "$response.body#/calendars/0/id";
+            let mut links = by_id(first, &["UpdateCalendar", "SyncCalendar"]);
+            links.insert(
+                "CreateEvent".into(),
+                json!({"operationId": "CreateEvent", "requestBody": {"calendarId": first}}),
+            );
+            links
+        }
+        _ => return None,
+    };
+    Some(Value::Object(links))
 }
 
 /// Every error status a route may answer: those of every route, then its own.

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use crate::http_api::serve_http;
-use crate::support::{app_on_own_emulator, register};
+use crate::support::{app_on_own_emulator, connect, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
@@ -17,7 +17,9 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
     config.push(("MAIL_OUTBOX_DIR", outbox.display().to_string()));
     let (_aws, app) = app_on_own_emulator("fuzz", &config).await;
     let user = register(&app, "fuzz").await;
-    let base = serve_http(app).await;
+    // A calendar, so the links from its listing lead the fuzzer into event writes.
+    let calendar = connect(&app, &user, "fuzz", true).await;
+    let base = serve_http(app.clone()).await;
     let report =
         std::env::temp_dir().join(format!("calsync-schemathesis-{}", calsync::ids::new_id()));
     let schemathesis = calsync_devstack::peer::venv_tool("schemathesis");
@@ -45,9 +47,18 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
             .args(["--exclude-operation-id", "ConnectApple"])
             // It would end the session every other request runs with; accounts.rs covers it.
             .args(["--exclude-operation-id", "Logout"])
+            // It would remove the calendar the rest of the run writes events to (schemathesis
+            // reuses ids from answers); calendars.rs covers it.
+            .args(["--exclude-operation-id", "DeleteCalendar"])
             .args(["--report", "junit", "--report-dir"])
             .arg(&report)
-            .env("SCHEMATHESIS_HOOKS", "")
+            .env(
+                "SCHEMATHESIS_HOOKS",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../infra/schemathesis_hooks.py"
+                ),
+            )
             .env("NO_COLOR", "1")
             .output()
     })
@@ -72,4 +83,13 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // Past "unknown calendar" (links and ids from answers) and "end before start" (the hooks):
+    // it created, changed and deleted events.
+    let (created, _) = app
+        .store
+        .calendar_events(&calendar.id, None, 10_000)
+        .await
+        .unwrap();
+    assert!(!created.is_empty(), "the fuzzer created no event");
+    eprintln!("the fuzzer left {} events in its calendar", created.len());
 }
