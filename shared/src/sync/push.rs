@@ -18,9 +18,9 @@ use crate::store::ChannelRecord;
 
 /// How long a Google channel is asked to live (Google's default and longest for events).
 pub const GOOGLE_CHANNEL_TTL: Duration = Duration::days(7);
-/// How long a Graph subscription is asked to live: under Graph's 10,080-minute limit for
-/// Outlook events, with room for clock skew.
-pub const GRAPH_SUBSCRIPTION_TTL: Duration = Duration::minutes(10_000);
+/// How long a Graph subscription is asked to live: under both limits Microsoft has documented for
+/// Outlook events (4,230 minutes, later 10,080), so creation cannot fail on either (decisions 60).
+pub const GRAPH_SUBSCRIPTION_TTL: Duration = Duration::minutes(4_200);
 /// A channel this close to its end is renewed by the next sync.
 pub const RENEW_WITHIN: Duration = Duration::days(1);
 /// How often a calendar with a live channel is still polled: the safety net for notifications
