@@ -321,18 +321,21 @@ pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         .as_deref()
         .filter(|t| !t.is_empty() && t.len() <= 128);
     let count_account = async {
-        let user = store.login_candidate(&email).await?;
-        let known = match device {
-            Some(token) => {
-                let hash = ids::sha256_hex(token);
-                let user_id = user.as_ref().map(|u| u.id.as_str());
-                store
-                    .known_device(user_id, &hash, now)
-                    .await?
-                    .then_some(hash)
-            }
-            None => None,
+        let Some(token) = device else {
+            let (user, admission) = tokio::try_join!(
+                store.login_candidate(&email),
+                store.count_attempt(&throttling::LOGIN_PER_ACCOUNT, &account, now),
+            )?;
+            return Ok((user, None, admission));
         };
+        // Which limit applies depends on whose device it is: read the user, then the device.
+        let user = store.login_candidate(&email).await?;
+        let hash = ids::sha256_hex(token);
+        let user_id = user.as_ref().map(|u| u.id.as_str());
+        let known = store
+            .known_device(user_id, &hash, now)
+            .await?
+            .then_some(hash);
         let (limit, subject) = throttling::login_limit(known.as_deref(), &account);
         let admission = store.count_attempt(limit, subject, now).await?;
         Ok::<_, crate::store::StoreError>((user, known, admission))
