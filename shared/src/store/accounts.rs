@@ -149,7 +149,10 @@ impl Store {
         };
         self.take_lease(user_id, &spec, now, until)
             .await?
-            .map(|(owner, item)| from_item(item).map(|account| Lease { owner, account }))
+            .map(|taken| {
+                let owner = taken.owner;
+                from_item(taken.item).map(|account| Lease { owner, account })
+            })
             .transpose()
     }
 

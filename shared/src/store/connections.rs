@@ -37,6 +37,14 @@ pub(crate) struct DueIndex {
 
 /// A lease on one item of the user's partition (a sync, a token refresh): taken with a
 /// conditional update, so of two takers only one holds it; it lapses at `until`.
+/// A lease just taken: its owner id, the item as it was before, and whether the last holder's
+/// lease was still on it (it died or timed out without finishing or failing).
+pub(crate) struct TakenLease {
+    pub owner: String,
+    pub item: Item,
+    pub abandoned: bool,
+}
+
 pub(crate) struct LeaseSpec {
     pub sk: String,
     pub until_attribute: &'static str,
@@ -305,7 +313,7 @@ impl Store {
         spec: &LeaseSpec,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> StoreResult<Option<(String, Item)>> {
+    ) -> StoreResult<Option<TakenLease>> {
         let owner = crate::ids::new_id();
         self.stats.write();
         let result = self
@@ -334,11 +342,20 @@ impl Store {
             .expression_attribute_values(":now", s(key_format(now)))
             .expression_attribute_values(":until", s(key_format(until)))
             .expression_attribute_values(":owner", s(owner.clone()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            // As it was: a lease still on it says the last holder never let go.
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match result.map_err(StoreError::from_sdk) {
-            Ok(out) => Ok(Some((owner, out.attributes.unwrap_or_default()))),
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                let abandoned = item.contains_key(spec.until_attribute);
+                Ok(Some(TakenLease {
+                    owner,
+                    item,
+                    abandoned,
+                }))
+            }
             Err(StoreError::ConditionFailed) => Ok(None),
             Err(e) => Err(e),
         }

@@ -35,6 +35,9 @@ pub struct StoredKey {
 pub struct SyncLease {
     pub owner: String,
     pub connection: Connection,
+    /// The last sync's lease was still on the calendar: that sync died (a timeout, a crash)
+    /// without finishing or failing, perhaps between writing a page and counting it.
+    pub abandoned: bool,
 }
 
 /// The calendar attribute that says a sync was asked for and has not started yet.
@@ -183,7 +186,13 @@ impl Store {
         };
         self.take_lease(user_id, &spec, now, until)
             .await?
-            .map(|(owner, item)| from_item(item).map(|connection| SyncLease { owner, connection }))
+            .map(|taken| {
+                from_item(taken.item).map(|connection| SyncLease {
+                    owner: taken.owner,
+                    connection,
+                    abandoned: taken.abandoned,
+                })
+            })
             .transpose()
     }
 

@@ -120,6 +120,14 @@ pub async fn sync_connection(
     // Boxed: the sync is a large future, and callers may poll it on a small stack.
     match Box::pin(run(app, &lease.connection)).await {
         Ok((report, cursor, exact_count)) => {
+            // A sync that died or failed may have stored a page without counting it: the next
+            // one to succeed counts the calendar again (decisions 61).
+            let exact_count = match exact_count {
+                None if lease.abandoned || lease.connection.last_error.is_some() => {
+                    recount(app, &lease.connection).await
+                }
+                counted => counted,
+            };
             let interval = super::polling::next_interval(app, &lease.connection, &report).await;
             let next = Utc::now() + interval + jitter(connection_id);
             match app
@@ -179,6 +187,23 @@ pub async fn sync_connection(
             Err(err)
         }
     }
+}
+
+/// The calendar's live events as the API lists them, counted from the store; `None` (logged)
+/// when they cannot be read, and the count stays as it is.
+async fn recount(app: &App, conn: &Connection) -> Option<i64> {
+    match app.store.stored_keys(&conn.id, "").await {
+        Ok(stored) => Some(listed_count(&stored)),
+        Err(e) => {
+            tracing::warn!(connection = %conn.id, error = %e, "events not recounted");
+            None
+        }
+    }
+}
+
+/// Stored events counted as the API lists them: a Graph series master is stored, not listed.
+fn listed_count(stored: &[crate::store::StoredKey]) -> i64 {
+    stored.iter().filter(|k| k.listed).count() as i64
 }
 
 /// Lists and applies; returns the report, the new cursor and, after a full listing, the exact
@@ -687,8 +712,7 @@ async fn reconcile(
 ) -> Result<i64, SyncError> {
     let complete = listing.finish();
     let stored = app.store.stored_keys(&conn.id, "").await?;
-    // Counted as the API lists them: a Graph series master is stored, not listed.
-    let live_before = stored.iter().filter(|k| k.listed).count() as i64;
+    let live_before = listed_count(&stored);
     // An empty full listing of a calendar we hold events for is more likely a provider fault
     // than an emptied calendar: it deletes nothing. Deletions still arrive as tombstones.
     if complete.is_empty() && live_before > 0 {

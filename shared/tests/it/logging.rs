@@ -43,6 +43,7 @@ async fn request_logs_are_json_with_the_request_id_and_no_secrets() {
     let user = register(&app, "logs").await;
     let captured = Captured::default();
     let writer = captured.clone();
+    crate::support::logs_reach_test_subscribers();
     let _guard = tracing::subscriber::set_default(calsync::telemetry::subscriber(
         move || writer.clone(),
         "debug".parse::<Targets>().unwrap(),
@@ -160,6 +161,7 @@ async fn a_connect_refresh_and_failure_run_logs_no_secret() {
 
     let captured = Captured::default();
     let writer = captured.clone();
+    crate::support::logs_reach_test_subscribers();
     let _guard = tracing::subscriber::set_default(calsync::telemetry::subscriber(
         move || writer.clone(),
         "trace".parse::<Targets>().unwrap(),

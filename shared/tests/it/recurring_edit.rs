@@ -684,6 +684,7 @@ async fn scope_series_on_an_occurrence_moves_every_occurrence_by_as_much() {
 #[tokio::test]
 async fn a_rule_change_over_more_overrides_than_one_transaction_holds_drops_them_all() {
     // Internal errors log their cause; on stderr, a failure here says why (it failed once under load).
+    crate::support::logs_reach_test_subscribers();
     let _logs = tracing::subscriber::set_default(calsync::telemetry::subscriber(
         std::io::stderr,
         "warn".parse().unwrap(),

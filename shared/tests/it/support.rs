@@ -26,6 +26,7 @@ pub struct Stack {
 pub fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
+        logs_reach_test_subscribers();
         // Provisioning runs on its own runtime: each test has its own, and this one outlives none.
         std::thread::spawn(|| {
             let emulator = Emulator::start().expect("start the AWS emulator");
@@ -106,6 +107,7 @@ pub async fn isolated_app(tag: &str, overrides: &[(&str, String)]) -> App {
 /// (the fuzzer's thousands of requests, thousands of events loaded at once): moto serves one
 /// request at a time per process. Keep the emulator for as long as the app is used.
 pub async fn app_on_own_emulator(tag: &str, overrides: &[(&str, String)]) -> (Emulator, App) {
+    logs_reach_test_subscribers();
     let emulator = tokio::task::spawn_blocking(Emulator::start)
         .await
         .unwrap()
@@ -392,4 +394,37 @@ pub async fn drain_queue(queue: &str) -> Vec<Value> {
                 .unwrap();
         }
     }
+}
+
+/// Tests that read their own logs set a subscriber for their thread (`set_default`). Without a
+/// process-wide subscriber, a log call site first reached by another test's thread may be cached
+/// as "never enabled" for every thread, and its lines never reach that test (the logging tests
+/// missed lines under load). This process-wide subscriber records nothing but keeps every call
+/// site asking each thread's own subscriber.
+pub fn logs_reach_test_subscribers() {
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::subscriber::Interest;
+    use tracing::{Event, Metadata};
+
+    struct AskEveryTime;
+    impl tracing::Subscriber for AskEveryTime {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(AskEveryTime);
+    });
 }

@@ -120,6 +120,47 @@ async fn google_sync_lists_in_full_then_follows_changes_and_survives_a_lost_toke
     assert_eq!(fx.event_count().await as usize, fx.provider().await.len());
 }
 
+/// A sync that died between storing a page and counting it, or that failed, can leave the
+/// calendar's count wrong: the next sync to succeed counts the calendar again. Otherwise an
+/// incremental sync trusts the count it keeps.
+#[tokio::test]
+async fn a_count_left_wrong_by_a_sync_that_died_or_failed_is_counted_again() {
+    use chrono::{Duration, Utc};
+    let fx = GoogleFixture::new("google-recount").await;
+    fx.sync().await;
+    let right = fx.event_count().await;
+    assert_eq!(right as usize, fx.stored().await.len());
+    let (user, calendar) = (&fx.user.id, &fx.connection_id);
+    let miscount = || fx.app.store.add_event_count(user, calendar, -5);
+
+    // The dead sync: the count is off, and its lapsed lease is still on the calendar.
+    miscount().await.unwrap();
+    let then = Utc::now() - Duration::minutes(30);
+    let lease = fx
+        .app
+        .store
+        .lease_sync(user, calendar, then, then + Duration::minutes(10));
+    assert!(lease.await.unwrap().is_some());
+    assert!(!fx.sync().await.full, "an incremental sync");
+    assert_eq!(fx.event_count().await, right, "recounted after a dead sync");
+
+    // No reason to doubt the count: it is kept as it is.
+    miscount().await.unwrap();
+    fx.sync().await;
+    assert_eq!(
+        fx.event_count().await,
+        right - 5,
+        "no recount without a reason"
+    );
+
+    // A failed sync: the next one that succeeds counts again.
+    fx.fault(json!({"pathPrefix": "/google/calendar/v3/calendars", "status": 400, "times": 1}))
+        .await;
+    assert!(sync_connection(&fx.app, user, calendar).await.is_err());
+    fx.sync().await;
+    assert_eq!(fx.event_count().await, right, "recounted after a failure");
+}
+
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_once_and_the_sync_retried() {
     let fx = GoogleFixture::new("google-expired").await;
