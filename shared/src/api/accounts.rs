@@ -350,7 +350,11 @@ pub async fn login(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
                 .with_metadata(serde_json::json!({ "limit": limit.kind }));
             store.append_audit(&audit).await?;
         }
-        throttling::refusal(by_account, "sign-in attempts for this account")?;
+        let whose = match known_device {
+            Some(_) => "sign-in attempts from this device",
+            None => "sign-in attempts for this account",
+        };
+        throttling::refusal(by_account, whose)?;
     }
     if let Some(by_source) = by_source {
         if matches!(by_source, Admission::Refused { first: true, .. }) {
