@@ -144,32 +144,24 @@ impl Store {
             ],
         )?;
         let put = self.put_new(&self.users, item)?;
-        // The user's list of sessions, so all of them can be ended (password change, deletion).
-        let mut entry = Item::new();
-        entry.insert("pk".into(), s(user_pk(&session.user_id)));
-        entry.insert("sk".into(), s(session_entry_sk(token_hash)));
-        entry.insert("expiresAt".into(), n(session.expires_at));
-        let entry = Put::builder()
-            .table_name(&self.users)
-            .set_item(Some(entry))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut known = Item::new();
-        known.insert("pk".into(), s(user_pk(&session.user_id)));
-        known.insert("sk".into(), s(device_sk(&device.token_hash)));
-        known.insert("expiresAt".into(), n(device.expires_at));
-        let known = Put::builder()
-            .table_name(&self.users)
-            .set_item(Some(known))
-            .build()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.transact(vec![
-            put,
-            TransactWriteItem::builder().put(entry).build(),
-            TransactWriteItem::builder().put(known).build(),
-            self.audit_put(audit)?,
-        ])
-        .await
+        // Under the user: the list of sessions, so all of them can be ended (password change,
+        // deletion), and the device the session starts on.
+        let under_user = |sk: String, expires_at: i64| {
+            let mut item = Item::new();
+            item.insert("pk".into(), s(user_pk(&session.user_id)));
+            item.insert("sk".into(), s(sk));
+            item.insert("expiresAt".into(), n(expires_at));
+            Put::builder()
+                .table_name(&self.users)
+                .set_item(Some(item))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::Backend(e.to_string()))
+        };
+        let entry = under_user(session_entry_sk(token_hash), session.expires_at)?;
+        let known = under_user(device_sk(&device.token_hash), device.expires_at)?;
+        self.transact(vec![put, entry, known, self.audit_put(audit)?])
+            .await
     }
 
     /// Ends every session of the user but `keep` (a token hash); returns how many ended.
