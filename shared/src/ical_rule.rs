@@ -265,6 +265,104 @@ mod tests {
         }
     }
 
+    /// Thousands of generated rules, valid and not, in any order and case: both readers accept
+    /// the same ones and read them the same.
+    #[test]
+    fn generated_rules_read_as_the_crate_reads_them() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let pick = |next: &mut dyn FnMut(u64) -> u64, options: &[&str]| {
+            options[next(options.len() as u64) as usize].to_owned()
+        };
+        let starts = [
+            ("DTSTART:20260105T090000Z", Tz::UTC),
+            (
+                "DTSTART;TZID=America/New_York:20260105T090000",
+                Tz::Tz(chrono_tz::America::New_York),
+            ),
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let mut parts: Vec<String> = Vec::new();
+            if next(20) != 0 {
+                let freq = [
+                    "DAILY", "WEEKLY", "MONTHLY", "YEARLY", "HOURLY", "weekly", "NEVER",
+                ];
+                parts.push(format!("FREQ={}", pick(&mut next, &freq)));
+            }
+            let list = |next: &mut dyn FnMut(u64) -> u64, key: &str, lo: i64, hi: i64| {
+                let n = 1 + next(3);
+                let values: Vec<String> = (0..n)
+                    .map(|_| (lo + next((hi - lo + 1) as u64) as i64).to_string())
+                    .collect();
+                format!("{key}={}", values.join(","))
+            };
+            for _ in 0..next(4) {
+                let part = match next(11) {
+                    0 => format!("INTERVAL={}", next(4)),
+                    1 => format!("COUNT={}", next(40) as i64 - 2),
+                    2 => pick(
+                        &mut next,
+                        &[
+                            "UNTIL=20261231T235959Z",
+                            "UNTIL=20261231",
+                            "UNTIL=2026",
+                            "UNTIL=20260101T000000Z",
+                        ],
+                    ),
+                    3 => {
+                        let days = [
+                            "MO", "TU", "we", "TH", "FR", "SA", "SU", "1MO", "-1FR", "+2TU", "0SU",
+                            "6TH", "XX",
+                        ];
+                        let n = 1 + next(3);
+                        let chosen: Vec<String> = (0..n).map(|_| pick(&mut next, &days)).collect();
+                        format!("BYDAY={}", chosen.join(","))
+                    }
+                    4 => list(&mut next, "BYMONTHDAY", -32, 32),
+                    5 => list(&mut next, "BYMONTH", 0, 13),
+                    6 => list(&mut next, "BYHOUR", 0, 24),
+                    7 => list(&mut next, "BYMINUTE", 0, 60),
+                    8 => list(&mut next, "BYSETPOS", -3, 3),
+                    9 => pick(&mut next, &["WKST=SU", "WKST=mo", "WKST=XX"]),
+                    _ => list(&mut next, "BYYEARDAY", -367, 367),
+                };
+                parts.push(part);
+            }
+            // The one difference we mean: UNTIL without `Z` is read as UTC (`Rule::parse` writes
+            // the `Z` first); the crate reads the machine's zone, then refuses it beside DTSTART.
+            let floating_until = parts
+                .iter()
+                .any(|p| p.starts_with("UNTIL=") && !p.ends_with('Z'));
+            let rule = parts.join(";");
+            let (start, dt_start) = starts[next(2) as usize];
+            let theirs = format!("{start}\nRRULE:{rule}").parse::<rrule::RRuleSet>();
+            let ours = super::rule(&rule).and_then(|r| {
+                r.validate(dt_start.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap())
+                    .map_err(|e| e.to_string())
+            });
+            match (theirs, ours) {
+                (Ok(theirs), Ok(ours)) => {
+                    accepted += 1;
+                    assert_eq!(theirs.get_rrule(), &vec![ours], "{rule}");
+                }
+                (Err(_), Err(_)) => refused += 1,
+                (Err(_), Ok(_)) if floating_until => {}
+                (theirs, ours) => panic!("{rule}: the crate {theirs:?}, ours {ours:?}"),
+            }
+        }
+        eprintln!("{accepted} generated rules accepted, {refused} refused, by both readers");
+        assert!(
+            accepted > 300 && refused > 300,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
     #[test]
     fn what_the_crate_refuses_is_refused_with_the_part_named() {
         for (rule, named) in [
