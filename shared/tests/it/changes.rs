@@ -311,19 +311,13 @@ async fn thousands_of_synced_events_page_through_whole() {
     let user = register(&app, "changes-scale").await;
     let calendar = connect(&app, &user, "big", true).await;
     let base = t("2020-01-01T09:00:00Z");
-    let events: Vec<Event> = (0..EVENTS)
-        .map(|i| {
-            let start = base + chrono::Duration::hours(i as i64 * 7);
-            Event::new(
-                &user.id,
-                &calendar.id,
-                &format!("bulk{i:05}"),
-                &format!("Bulk {i}"),
-                (start, start + chrono::Duration::minutes(30)),
-                start,
-            )
-        })
-        .collect();
+    let events = filler_events(
+        &user.id,
+        &calendar.id,
+        EVENTS,
+        base,
+        chrono::Duration::hours(7),
+    );
     let reservations = app.store.put_events(&events).await.unwrap();
     assert_eq!(
         reservations.iter().map(|r| r.count).sum::<u64>(),

@@ -879,24 +879,16 @@ async fn a_big_account_exports_whole_in_parts_and_is_erased_by_the_cleanup_job()
     let (_aws, app) = app_on_own_emulator("export", &[("ERASURE_IN_REQUEST_MS", "1".into())]).await;
     let user = register(&app, "big-export").await;
     let part = calsync::api::EXPORT_PART_ITEMS;
-    let events = |conn: &calsync::model::Connection, count: usize| -> Vec<calsync::model::Event> {
-        (0..count)
-            .map(|i| {
-                let start = t("2026-01-05T09:00:00Z") + Duration::hours(i as i64);
-                calsync::model::Event::new(
-                    &user.id,
-                    &conn.id,
-                    &format!("e{i}"),
-                    "Filler",
-                    (start, start + Duration::minutes(30)),
-                    calsync::store::Store::now(),
-                )
-            })
-            .collect()
-    };
     for (name, count) in [("export-0", 2_500), ("export-1", 2_500), ("export-2", 1)] {
         let conn = connect(&app, &user, name, false).await;
-        app.store.put_events(&events(&conn, count)).await.unwrap();
+        let events = filler_events(
+            &user.id,
+            &conn.id,
+            count,
+            t("2026-01-05T09:00:00Z"),
+            Duration::hours(1),
+        );
+        app.store.put_events(&events).await.unwrap();
     }
     let mut parts = Vec::new();
     let mut cursor: Option<String> = None;

@@ -49,6 +49,17 @@ struct PushFixture {
 }
 
 impl PushFixture {
+    /// The pushed calendar as stored now.
+    async fn calendar(&self) -> calsync::model::Connection {
+        let (user, id) = (&self.fx.user.id, &self.fx.connection_id);
+        self.app()
+            .store
+            .connection(user, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     async fn new(tag: &str, provider: &'static str) -> Self {
         let receiver = Receiver::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -310,6 +321,13 @@ async fn channel_state(p: &PushFixture, id: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The Google channel is stopped at the emulator, and our record of it is gone.
+async fn assert_stopped_and_forgotten(p: &PushFixture, id: &str) {
+    assert_eq!(channel_state(p, id).await, json!("stopped"));
+    let record = p.app().store.push_channel(id).await.unwrap();
+    assert!(record.is_none(), "the channel's record is kept");
+}
+
 async fn channel_of(
     app: &App,
     user: &TestUser,
@@ -335,13 +353,7 @@ async fn google_changes_reach_the_app_in_seconds_through_watch_channels() {
 
     // A channel within a day of its end is replaced by the next sync (Google channels cannot be
     // extended), the old one stopped, and changes keep coming through the new one.
-    let calendar = p
-        .app()
-        .store
-        .connection(&p.fx.user.id, &p.fx.connection_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let calendar = p.calendar().await;
     let ending = calsync::model::PushChannel {
         expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
         ..channel.clone()
@@ -355,14 +367,7 @@ async fn google_changes_reach_the_app_in_seconds_through_watch_channels() {
     let renewed = channel_of(p.app(), &p.fx.user, &p.fx.connection_id).await;
     assert_ne!(renewed.id, channel.id);
     assert!(renewed.expires_at > chrono::Utc::now() + chrono::Duration::days(6));
-    assert_eq!(channel_state(&p, &channel.id).await, json!("stopped"));
-    assert!(p
-        .app()
-        .store
-        .push_channel(&channel.id)
-        .await
-        .unwrap()
-        .is_none());
+    assert_stopped_and_forgotten(&p, &channel.id).await;
     p.change("pushed06", "After renewal").await;
     p.await_delivery("After renewal", Duration::from_secs(20))
         .await
@@ -381,14 +386,7 @@ async fn google_changes_reach_the_app_in_seconds_through_watch_channels() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(channel_state(&p, &channel.id).await, json!("stopped"));
-    assert!(p
-        .app()
-        .store
-        .push_channel(&channel.id)
-        .await
-        .unwrap()
-        .is_none());
+    assert_stopped_and_forgotten(&p, &channel.id).await;
 }
 
 #[tokio::test]
@@ -456,13 +454,7 @@ async fn graph_changes_reach_the_app_in_seconds_through_subscriptions_and_lifecy
         .expect("the new subscription delivers");
     // missed: the next sync lists in full (and finds nothing new).
     lifecycle(second.id.clone(), "missed").await;
-    let calendar = p
-        .app()
-        .store
-        .connection(&p.fx.user.id, &p.fx.connection_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let calendar = p.calendar().await;
     assert!(
         calendar.sync_token.is_some(),
         "the full listing stored a new cursor"

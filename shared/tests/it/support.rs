@@ -428,3 +428,27 @@ pub fn logs_reach_test_subscribers() {
         let _ = tracing::subscriber::set_global_default(AskEveryTime);
     });
 }
+
+/// `count` stored-event fillers for a calendar, `bulk00000`, `bulk00001`, ..., 30 minutes each,
+/// one every `every` from `first` on (as a sync would store them, without the API).
+pub fn filler_events(
+    user_id: &str,
+    calendar_id: &str,
+    count: usize,
+    first: DateTime<Utc>,
+    every: chrono::Duration,
+) -> Vec<calsync::model::Event> {
+    (0..count)
+        .map(|i| {
+            let start = first + every * i32::try_from(i).unwrap();
+            calsync::model::Event::new(
+                user_id,
+                calendar_id,
+                &format!("bulk{i:05}"),
+                &format!("Bulk {i}"),
+                (start, start + chrono::Duration::minutes(30)),
+                start,
+            )
+        })
+        .collect()
+}

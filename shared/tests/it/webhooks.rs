@@ -559,19 +559,13 @@ async fn thousands_of_synced_changes_reach_a_webhook_whole_and_in_order() {
     let calendar = connect(&app, &user, "big", true).await;
     let (_, secret) = create_webhook(&app, &user, json!({"url": receiver.url})).await;
     let base = t("2021-01-01T09:00:00Z");
-    let events: Vec<calsync::model::Event> = (0..EVENTS)
-        .map(|i| {
-            let start = base + chrono::Duration::hours(i as i64 * 5);
-            calsync::model::Event::new(
-                &user.id,
-                &calendar.id,
-                &format!("bulk{i:05}"),
-                &format!("Bulk {i}"),
-                (start, start + chrono::Duration::minutes(30)),
-                start,
-            )
-        })
-        .collect();
+    let events = filler_events(
+        &user.id,
+        &calendar.id,
+        EVENTS,
+        base,
+        chrono::Duration::hours(5),
+    );
     // As the sync engine writes a page: recorded, stored, then announced.
     let recorded = app.store.put_events(&events).await.unwrap();
     app.announce(&recorded).await;
