@@ -124,7 +124,8 @@ pub struct ExportDto {
     pub next_cursor: Option<String>,
 }
 
-/// Events and audit entries in one part of an export: a part must fit a Lambda response (6 MB).
+/// Events and audit entries in one part of an export, at most (the default and the largest
+/// `limit`): a part must fit a Lambda response (6 MB).
 pub const EXPORT_PART_ITEMS: usize = 2_000;
 
 /// Where the next part of an export starts: in a calendar's events after a key, or in the audit
@@ -655,6 +656,7 @@ pub async fn export(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
     let user = signed_in_user(app, req).await?;
     let now = Utc::now();
     let invalid_cursor = || ApiError::bad_request("invalid_cursor", "cursor is not one we issued");
+    let part_size = query_number(req, "limit", EXPORT_PART_ITEMS, 1..=EXPORT_PART_ITEMS)?;
     let resumed = match req.query.get("cursor") {
         Some(cursor) => Some(
             ids::decode_cursor(cursor)
@@ -701,7 +703,7 @@ pub async fn export(app: &App, req: &ApiRequest) -> ApiResult<ApiResponse> {
         }
     };
     loop {
-        let room = EXPORT_PART_ITEMS - export.events.len() - export.audit_log.len();
+        let room = part_size - export.events.len() - export.audit_log.len();
         if room == 0 {
             let position = serde_json::to_value(&position).map_err(ApiError::internal)?;
             export.next_cursor = Some(ids::encode_cursor(&position));

@@ -290,11 +290,15 @@ pub static ROUTES: &[RouteSpec] = &[
         group: RouteGroup::Accounts,
         summary: "All of the user's data as JSON (tokens and password hash excepted), in parts of up to 2,000 events and audit entries: follow nextCursor to the end; 5 exports an hour",
         authenticated: true,
-        query: &[param(
-            "cursor",
-            false,
-            "The nextCursor of the previous part; absent: a new export (counted against 5 an hour).",
-        )],
+        query: &[
+            param(
+                "cursor",
+                false,
+                "The nextCursor of the previous part; absent: a new export (counted against 5 an hour).",
+            ),
+            param("limit", false, "Events and audit entries per part (1-2000, default 2000).")
+                .of(ParamKind::Integer { min: 1, max: 2000 }),
+        ],
         status: 200,
         errors: &[429],
     },

@@ -870,6 +870,89 @@ async fn an_account_is_exported_whole_then_erased_from_every_table() {
     );
 }
 
+/// At every part size the export is whole and in order, each event and audit entry once: parts
+/// end inside a calendar, at its end, across an empty one, and inside the audit log.
+#[tokio::test]
+async fn the_export_is_whole_at_every_part_size() {
+    let app = app().await;
+    for limit in (1..=14).chain([25]) {
+        // A user per size: a new export counts against 5 an hour.
+        let user = register(&app, &format!("export-size-{limit}")).await;
+        for (name, count) in [("sizes-0", 7), ("sizes-1", 0), ("sizes-2", 5)] {
+            let conn = connect(&app, &user, name, false).await;
+            let first = t("2026-03-02T09:00:00Z");
+            let events = filler_events(&user.id, &conn.id, count, first, Duration::hours(1));
+            app.store.put_events(&events).await.unwrap();
+        }
+        for _ in 0..6 {
+            let entry = calsync::model::AuditEntry::new(&user.id, "TEST_ENTRY", "USER", None);
+            app.store.append_audit(&entry).await.unwrap();
+        }
+        let (mut events, mut audit, mut parts) = (Vec::new(), Vec::new(), 0);
+        let mut cursor: Option<String> = None;
+        loop {
+            let limit = limit.to_string();
+            let mut params = vec![("limit", limit.as_str())];
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor));
+            }
+            let (status, part) =
+                call(&app, query(get("/v1/me/export", &user.token), &params)).await;
+            assert_eq!(status, StatusCode::OK, "{part}");
+            let (part_events, part_audit) = (
+                part["events"].as_array().unwrap(),
+                part["auditLog"].as_array().unwrap(),
+            );
+            assert!(part_events.len() + part_audit.len() <= limit.parse().unwrap());
+            events.extend(part_events.iter().map(|e| {
+                (
+                    e["calendar"]["id"].as_str().unwrap().to_owned(),
+                    e["title"].as_str().unwrap().to_owned(),
+                )
+            }));
+            audit.extend(
+                part_audit
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_owned()),
+            );
+            parts += 1;
+            assert!(parts <= 40, "the export ends");
+            cursor = part["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut expected = Vec::new();
+        for calendar in app.store.connections(&user.id).await.unwrap() {
+            let (stored, _) = app
+                .store
+                .calendar_events(&calendar.id, None, 100)
+                .await
+                .unwrap();
+            expected.extend(
+                stored
+                    .iter()
+                    .map(|e| (calendar.id.clone(), e.title.clone())),
+            );
+        }
+        assert_eq!(events, expected, "limit {limit}");
+        let logged: Vec<String> = app
+            .store
+            .audit_entries(&user.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(audit, logged, "limit {limit}");
+        let total = expected.len() + logged.len();
+        assert!(
+            parts <= total.div_ceil(limit) + 1,
+            "limit {limit}: {parts} parts for {total}"
+        );
+    }
+}
+
 /// A big account exports whole, in parts that each fit a Lambda response, across calendars, each
 /// event once; reading stops at each part's size; a part's cursor is its owner's only. An account
 /// that big is erased by the cleanup job once its request ran out of time.
